@@ -1,0 +1,38 @@
+//! Command-line interface: flags (clap) → one function per subcommand → exit status.
+
+pub mod inventory;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Duststack: an inventory in, a working cluster out.
+#[derive(Debug, Parser)]
+#[command(name = "duststack", version, about)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show an inventory the way `ansible-inventory` does (--list, --graph, --host).
+    Inventory(inventory::InventoryArgs),
+}
+
+/// Parses the process arguments and runs the chosen subcommand.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inventory(args) => inventory::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ERROR: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

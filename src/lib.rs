@@ -1,0 +1,10 @@
+//! Duststack: turns an inventory into a working multi-node cluster.
+//!
+//! The engine reads Ansible-compatible inventories ([`inventory`]), loads plays and roles
+//! ([`playbook`]), renders Jinja templates with Ansible's filters ([`template`]), and runs
+//! modules ([`modules`]) over one reused SSH connection per host ([`connection`]),
+//! hosts in parallel ([`exec`]).
+
+pub mod data;
+pub mod cli;
+pub mod connection;
