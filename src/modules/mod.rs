@@ -1,0 +1,252 @@
+//! Modules under their Ansible names: each turns (arguments, the host's current state) into the
+//! commands still needed, runs them through [`Ctx`], and reports changed or not.
+//!
+//! Modules never talk to a connection directly for changes: [`Ctx::change`] is the one place that
+//! alters a host, so check mode (`--check`) is honoured in one spot. Reads ([`Ctx::read`]) always run.
+
+pub mod args;
+pub mod command;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::connection::{ConnError, Connection, ExecOutput};
+
+pub use args::Args;
+pub use registry::{lookup, suggest};
+
+/// Privilege escalation for a task (`become: true`): `sudo` to `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Become {
+    /// Target user (`become_user`, default root).
+    pub user: String,
+    /// Password for sudo (`ansible_become_password`), fed on stdin.
+    pub password: Option<String>,
+}
+
+/// A textual before/after pair shown with `--diff`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Label of the old state (usually the path).
+    pub before_header: String,
+    /// Label of the new state.
+    pub after_header: String,
+    /// Old content.
+    pub before: String,
+    /// New content.
+    pub after: String,
+}
+
+/// What a module did (or, in check mode, would do).
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The host's state was (or would be) changed.
+    pub changed: bool,
+    /// The module failed; `msg` says why.
+    pub failed: bool,
+    /// The module decided not to act (e.g. `command` in check mode).
+    pub skipped: bool,
+    /// Human-readable message.
+    pub msg: Option<String>,
+    /// Before/after content for `--diff`.
+    pub diffs: Vec<Diff>,
+    /// Module-specific result fields (`rc`, `stdout`, `stat`, …), registered as Ansible does.
+    pub data: Map<String, Value>,
+}
+
+impl Outcome {
+    /// Nothing needed doing.
+    pub fn ok() -> Self {
+        Outcome::default()
+    }
+    /// The state was (or would be) changed.
+    pub fn changed(changed: bool) -> Self {
+        Outcome {
+            changed,
+            ..Outcome::default()
+        }
+    }
+    /// The module failed with `msg`.
+    pub fn failed(msg: impl Into<String>) -> Self {
+        Outcome {
+            failed: true,
+            msg: Some(msg.into()),
+            ..Outcome::default()
+        }
+    }
+    /// Adds a result field.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.data.insert(key.to_owned(), value.into());
+        self
+    }
+    /// Sets the message.
+    pub fn with_msg(mut self, msg: impl Into<String>) -> Self {
+        self.msg = Some(msg.into());
+        self
+    }
+}
+
+/// Renders a template file's text (source, name) with the task's variables; given by the executor.
+pub type RenderFn<'a> = &'a (dyn Fn(&str, &str) -> anyhow::Result<String> + Sync);
+
+/// Everything a module may use while it runs on one host.
+pub struct Ctx<'a> {
+    /// The host's connection.
+    pub conn: &'a dyn Connection,
+    /// `--check`: decide and report, change nothing.
+    pub check: bool,
+    /// `--diff`: fill [`Outcome::diffs`].
+    pub diff: bool,
+    /// Privilege escalation, when the task asks for it.
+    pub escalate: Option<&'a Become>,
+    /// Local directories searched for relative `src:` files (role files/, templates/, playbook dir).
+    pub search_paths: &'a [PathBuf],
+    /// Renders template text with the task's variables (for `template`).
+    pub render: RenderFn<'a>,
+    /// Facts already gathered for the host (`ansible_facts`), possibly empty.
+    pub facts: &'a Map<String, Value>,
+}
+
+impl Ctx<'_> {
+    /// Wraps `command` for `become` (sudo) when needed.
+    fn wrap(&self, command: &str) -> (String, Option<Vec<u8>>) {
+        match self.escalate {
+            Some(b) => {
+                let inner = shlex::try_quote(command)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| command.to_owned());
+                match &b.password {
+                    Some(pw) => (
+                        format!("sudo -H -S -p '' -u {} /bin/sh -c {inner}", b.user),
+                        Some(format!("{pw}\n").into_bytes()),
+                    ),
+                    None => (format!("sudo -H -n -u {} /bin/sh -c {inner}", b.user), None),
+                }
+            }
+            None => (command.to_owned(), None),
+        }
+    }
+
+    async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
+        let (cmd, prefix) = self.wrap(command);
+        match (prefix, stdin) {
+            (None, stdin) => self.conn.exec(&cmd, stdin).await,
+            (Some(mut p), stdin) => {
+                p.extend_from_slice(stdin.unwrap_or_default());
+                self.conn.exec(&cmd, Some(&p)).await
+            }
+        }
+    }
+
+    /// Runs a command that only inspects the host; it runs in check mode too.
+    pub async fn read(&self, command: &str) -> Result<ExecOutput, ConnError> {
+        self.exec(command, None).await
+    }
+
+    /// Runs a command that changes the host; in check mode it is not run and `None` is returned.
+    pub async fn change(&self, command: &str) -> Result<Option<ExecOutput>, ConnError> {
+        if self.check {
+            return Ok(None);
+        }
+        self.exec(command, None).await.map(Some)
+    }
+
+    /// Like [`Ctx::change`], feeding `stdin`.
+    pub async fn change_with_input(
+        &self,
+        command: &str,
+        stdin: &[u8],
+    ) -> Result<Option<ExecOutput>, ConnError> {
+        if self.check {
+            return Ok(None);
+        }
+        self.exec(command, Some(stdin)).await.map(Some)
+    }
+
+    /// Writes `data` to `path` on the host with `mode` (skipped in check mode). Honours `become`.
+    pub async fn write_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), ConnError> {
+        if self.check {
+            return Ok(());
+        }
+        if self.escalate.is_none() {
+            return self.conn.put_file(data, path, mode).await;
+        }
+        let q = quote(path);
+        let mut cmd = format!("tmp=$(mktemp {q}.XXXXXX) && cat > \"$tmp\"");
+        if let Some(m) = mode {
+            cmd.push_str(&format!(" && chmod {m:o} \"$tmp\""));
+        }
+        cmd.push_str(&format!(" && mv -f \"$tmp\" {q}"));
+        let out = self.exec(&cmd, Some(data)).await?;
+        if out.rc != 0 {
+            return Err(ConnError::Other(format!(
+                "writing {path}: {}",
+                out.stderr_str().trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a file from the host; `None` if it does not exist.
+    pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
+        let q = quote(path);
+        let out = self
+            .exec(
+                &format!("if [ -e {q} ]; then cat {q}; else exit 3; fi"),
+                None,
+            )
+            .await?;
+        match out.rc {
+            0 => Ok(Some(out.stdout)),
+            3 => Ok(None),
+            _ => Err(ConnError::Other(format!(
+                "reading {path}: {}",
+                out.stderr_str().trim()
+            ))),
+        }
+    }
+
+    /// Finds a local file for `src:` in the search paths (absolute paths are used as they are).
+    pub fn find_local(&self, src: &str, subdir: &str) -> Option<PathBuf> {
+        let p = PathBuf::from(src);
+        if p.is_absolute() {
+            return p.exists().then_some(p);
+        }
+        self.search_paths
+            .iter()
+            .flat_map(|d| [d.join(subdir).join(src), d.join(src)])
+            .find(|c| c.exists())
+    }
+}
+
+/// Shell-quotes one word for `/bin/sh`.
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", word.replace('\0', "")))
+}
+
+/// A module: validates its arguments and brings the host to the desired state.
+#[async_trait]
+pub trait Module: Sync + Send {
+    /// The parameters it accepts (aliases included); others are refused with a suggestion.
+    fn params(&self) -> &'static [&'static str];
+    /// Whether it honours check mode itself (others are skipped under `--check`).
+    fn supports_check(&self) -> bool {
+        true
+    }
+    /// Runs the module on one host.
+    async fn run(&self, args: &Args, ctx: &Ctx<'_>) -> anyhow::Result<Outcome>;
+}
+
+/// Module results keyed by name, for JSON output and registration.
+pub type ResultMap = BTreeMap<String, Value>;
