@@ -9,3 +9,6 @@ pub mod cli;
 pub mod connection;
 pub mod data;
 pub mod modules;
+pub mod facts;
+pub mod output;
+pub mod exec;

@@ -1,6 +1,7 @@
 //! Command-line interface: flags (clap) → one function per subcommand → exit status.
 
 pub mod inventory;
+pub mod play;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a playbook against an inventory (like ansible-playbook).
+    Play(play::PlayArgs),
     /// Show an inventory the way `ansible-inventory` does (--list, --graph, --host).
     Inventory(inventory::InventoryArgs),
 }
@@ -26,6 +29,7 @@ pub enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Play(args) => play::run(args),
         Command::Inventory(args) => inventory::run(args),
     };
     match result {

@@ -109,6 +109,8 @@ pub struct Ctx<'a> {
     pub render: RenderFn<'a>,
     /// Facts already gathered for the host (`ansible_facts`), possibly empty.
     pub facts: &'a Map<String, Value>,
+    /// The host's inventory name (`fetch` stores files under it).
+    pub inventory_hostname: &'a str,
 }
 
 impl Ctx<'_> {

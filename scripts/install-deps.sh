@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests and the local lab need on a fresh Debian 12 machine (run as root).
+# Idempotent: skips what is already there. Fails loudly when something cannot be installed.
+set -euo pipefail
+
+need_apt=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+mkdir -p /run/sshd
+
+# ansible-core is the differential oracle (inventory --list, playbook recaps) and the benchmark peer.
+if ! ansible-inventory --version 2>/dev/null | grep -q 'core 2.19'; then
+  python3 -m pip install -q 'ansible-core>=2.19,<2.20'
+fi
+ansible-inventory --version | head -1
