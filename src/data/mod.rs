@@ -2,5 +2,6 @@
 //! errors that point at a place in a source file.
 
 pub mod error;
+pub mod yaml;
 
 pub use error::{SourceError, SourcePos};
