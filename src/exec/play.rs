@@ -15,7 +15,7 @@ use super::{vars, Engine, PlayCtx};
 use crate::output::{HostLine, Status};
 use crate::playbook::{Action, Task};
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Why a task list stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,18 +192,18 @@ async fn run_include(
     targets: &[String],
     t: &Task,
 ) -> Result<Stop> {
-    let mut groups: Vec<(Vec<Task>, Vec<String>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<Task>, Vec<String>)> = Vec::new();
     let hostvars = p.uses_hostvars.then(|| vars::hostvars(states));
     p.hostvars = hostvars;
     let mut failures: Vec<(String, String)> = Vec::new();
     for s in states.iter().filter(|s| targets.contains(&s.name) && s.active()) {
         match task::resolve_include(engine, p, t, s) {
-            Ok(Some(key_and_tasks)) => {
-                for (tasks, ) in [key_and_tasks] {
-                    match groups.iter_mut().find(|(k, _)| format!("{k:?}") == format!("{tasks:?}")) {
-                        Some((_, hosts)) => hosts.push(s.name.clone()),
-                        None => groups.push((tasks, vec![s.name.clone()])),
-                    }
+            Ok(Some(tasks)) => {
+                // Hosts that include the same tasks run them together.
+                let key = format!("{tasks:?}");
+                match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, _, hosts)) => hosts.push(s.name.clone()),
+                    None => groups.push((key, tasks, vec![s.name.clone()])),
                 }
             }
             Ok(None) => {}
@@ -234,7 +234,7 @@ async fn run_include(
         }
         engine.printer.task_end();
     }
-    for (tasks, hosts) in groups {
+    for (_, tasks, hosts) in groups {
         if run_list(engine, p, states, &hosts, &tasks).await? == Stop::Play {
             return Ok(Stop::Play);
         }
@@ -289,6 +289,7 @@ pub async fn run_task_all(
     engine.printer.task(&name, handler, active);
     let run_once = t.inherit.run_once.unwrap_or(false);
     let p_ro: &PlayCtx = p;
+    let name = name.as_str();
     let mut selected: Vec<&mut HostState> = states
         .iter_mut()
         .filter(|s| targets.contains(&s.name) && s.active())
@@ -300,7 +301,7 @@ pub async fn run_task_all(
         .map(|s| async move {
             let r = task::run_on_host(engine, p_ro, t, s).await;
             engine.printer.host_done();
-            print_result(engine, &name, &s.name, &r);
+            print_result(engine, name, &s.name, &r);
             (s.name.clone(), r)
         })
         .buffer_unordered(engine.opts.forks.max(1))
