@@ -58,3 +58,6 @@ pub trait Connection: Send + Sync {
     /// Closes the connection; further calls fail.
     async fn close(&self);
 }
+pub mod local;
+pub mod spec;
+pub mod ssh;
