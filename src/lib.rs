@@ -8,7 +8,11 @@
 pub mod cli;
 pub mod connection;
 pub mod data;
-pub mod modules;
-pub mod facts;
-pub mod output;
 pub mod exec;
+pub mod facts;
+pub mod inventory;
+pub mod modules;
+pub mod output;
+pub mod playbook;
+pub mod template;
+pub mod testbed;

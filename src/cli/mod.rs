@@ -2,6 +2,7 @@
 
 pub mod inventory;
 pub mod play;
+pub mod testbed;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ pub enum Command {
     Play(play::PlayArgs),
     /// Show an inventory the way `ansible-inventory` does (--list, --graph, --host).
     Inventory(inventory::InventoryArgs),
+    /// Local SSH hosts in network namespaces (no VMs needed).
+    Testbed(testbed::TestbedArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -31,6 +34,7 @@ pub fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Play(args) => play::run(args),
         Command::Inventory(args) => inventory::run(args),
+        Command::Testbed(args) => testbed::run(args),
     };
     match result {
         Ok(code) => code,

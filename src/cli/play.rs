@@ -78,8 +78,11 @@ pub fn parse_extra_vars(values: &[String]) -> Result<Map<String, Value>> {
     for v in values {
         let v = v.trim();
         if let Some(file) = v.strip_prefix('@') {
-            out.extend(crate::data::yaml::load_vars_file(std::path::Path::new(file))?);
-        } else if v.starts_with('{') || v.starts_with('-') || (v.contains(": ") && !v.contains('=')) {
+            out.extend(crate::data::yaml::load_vars_file(std::path::Path::new(
+                file,
+            ))?);
+        } else if v.starts_with('{') || v.starts_with('-') || (v.contains(": ") && !v.contains('='))
+        {
             match crate::data::yaml::parse_yaml(v, std::path::Path::new("<extra vars>"))? {
                 Value::Object(m) => out.extend(m),
                 _ => anyhow::bail!("extra vars must be a mapping: {v}"),
@@ -87,9 +90,9 @@ pub fn parse_extra_vars(values: &[String]) -> Result<Map<String, Value>> {
         } else {
             let words = shlex::split(v).with_context(|| format!("cannot parse extra vars: {v}"))?;
             for w in words {
-                let (k, val) = w
-                    .split_once('=')
-                    .with_context(|| format!("extra vars must be key=value, YAML/JSON or @file: {w}"))?;
+                let (k, val) = w.split_once('=').with_context(|| {
+                    format!("extra vars must be key=value, YAML/JSON or @file: {w}")
+                })?;
                 out.insert(k.to_owned(), Value::String(val.to_owned()));
             }
         }

@@ -1,0 +1,74 @@
+//! `duststack testbed up|down`: local SSH hosts in network namespaces, for trying playbooks
+//! without VMs (and for the benchmarks).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::testbed::{self, TestBed};
+
+/// Namespace prefix of the test bed made by this command.
+pub const PREFIX: &str = "dslab";
+
+/// Flags of `duststack testbed`.
+#[derive(Debug, clap::Args)]
+pub struct TestbedArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: TestbedAction,
+}
+
+/// `up` or `down`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TestbedAction {
+    /// Start N SSH hosts (network namespaces with their own sshd) and write an inventory.
+    Up {
+        /// Number of hosts.
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+        /// Where keys, known_hosts, the inventory and host workdirs go.
+        #[arg(long, default_value = "/var/tmp/duststack-testbed")]
+        dir: PathBuf,
+    },
+    /// Stop the hosts and remove their namespaces and files.
+    Down {
+        /// The directory given to `up`.
+        #[arg(long, default_value = "/var/tmp/duststack-testbed")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs `duststack testbed`.
+pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
+    match &args.action {
+        TestbedAction::Up { hosts, dir } => {
+            let removed = testbed::destroy(PREFIX)?;
+            if !removed.is_empty() {
+                eprintln!("removed an earlier test bed ({} namespaces)", removed.len());
+            }
+            let mut bed = TestBed::start_in(*hosts, dir, PREFIX)?;
+            bed.keep = true;
+            println!("{:<8} {:<12} {}", "HOST", "ADDRESS", "WORKDIR");
+            for h in &bed.hosts {
+                println!("{:<8} {:<12} {}", h.name, h.addr, h.workdir.display());
+            }
+            println!("\ninventory: {}", bed.inventory().display());
+            println!("run playbooks from the control namespace:");
+            println!(
+                "  ip netns exec {} duststack play PLAYBOOK -i {}",
+                bed.control_ns(),
+                bed.inventory().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TestbedAction::Down { dir } => {
+            let removed = testbed::destroy(PREFIX)?;
+            if dir.join("inventory.ini").exists() {
+                std::fs::remove_dir_all(dir)?;
+            }
+            println!("removed {} namespaces", removed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
