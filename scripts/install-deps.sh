@@ -19,7 +19,8 @@ fi
 mkdir -p /run/sshd
 
 # ansible-core is the differential oracle (inventory --list, playbook recaps) and the benchmark peer.
-if ! ansible-inventory --version 2>/dev/null | grep -q 'core 2.19'; then
-  python3 -m pip install -q 'ansible-core>=2.19,<2.20'
+if ! ansible-inventory --version 2>/dev/null | grep -q 'core 2.19' || ! python3 -c 'import ansible_collections.ansible.posix' 2>/dev/null; then
+  # The 'ansible' package pins ansible-core 2.19 and carries ansible.posix (sysctl, mount, authorized_key).
+  python3 -m pip install -q 'ansible==12.3.0'
 fi
 ansible-inventory --version | head -1

@@ -27,7 +27,11 @@ impl Connection for LocalConnection {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(command)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -40,7 +44,9 @@ impl Connection for LocalConnection {
         }
         let wait = child.wait_with_output();
         let out = match self.timeout {
-            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| ConnError::Timeout(t))?,
+            Some(t) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| ConnError::Timeout(t))?,
             None => wait.await,
         }
         .map_err(|e| ConnError::Other(format!("waiting for command: {e}")))?;
@@ -57,7 +63,9 @@ impl Connection for LocalConnection {
         tokio::fs::write(&tmp, data).await.map_err(io)?;
         if let Some(m) = mode {
             use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m)).await.map_err(io)?;
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
+                .await
+                .map_err(io)?;
         }
         tokio::fs::rename(&tmp, path).await.map_err(io)
     }
@@ -78,13 +86,22 @@ mod tests {
     #[tokio::test]
     async fn exec_put_get() {
         let c = LocalConnection::new(None);
-        let out = c.exec("echo out; echo err >&2; cat; exit 3", Some(b"in")).await.unwrap();
-        assert_eq!((out.rc, out.stdout_str().as_str(), out.stderr_str().as_str()), (3, "out\nin", "err\n"));
+        let out = c
+            .exec("echo out; echo err >&2; cat; exit 3", Some(b"in"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.rc, out.stdout_str().as_str(), out.stderr_str().as_str()),
+            (3, "out\nin", "err\n")
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f").display().to_string();
         c.put_file(b"data", &p, Some(0o600)).await.unwrap();
         assert_eq!(c.get_file(&p).await.unwrap(), b"data");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

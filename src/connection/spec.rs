@@ -50,7 +50,9 @@ pub struct ConnectionSpec {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 fn default_user() -> String {
@@ -84,20 +86,29 @@ impl ConnectionSpec {
     /// The spec for `inventory_name` from its (templated) variables.
     pub fn from_vars(inventory_name: &str, vars: &Map<String, Value>) -> Result<Self> {
         let get = |k: &str| vars.get(k).and_then(to_string);
-        let mut spec = ConnectionSpec::new(&get("ansible_host").unwrap_or_else(|| inventory_name.to_owned()));
+        let mut spec =
+            ConnectionSpec::new(&get("ansible_host").unwrap_or_else(|| inventory_name.to_owned()));
         spec.kind = match get("ansible_connection").as_deref() {
-            None | Some("ssh") | Some("smart") | Some("paramiko") | Some("russh") => ConnectionKind::Ssh,
+            None | Some("ssh") | Some("smart") | Some("paramiko") | Some("russh") => {
+                ConnectionKind::Ssh
+            }
             Some("local") => ConnectionKind::Local,
-            Some(other) => bail!("{inventory_name}: unsupported ansible_connection '{other}' (ssh or local)"),
+            Some(other) => {
+                bail!("{inventory_name}: unsupported ansible_connection '{other}' (ssh or local)")
+            }
         };
         if let Some(p) = get("ansible_port").or_else(|| get("ansible_ssh_port")) {
-            spec.port = p.parse().map_err(|_| anyhow::anyhow!("{inventory_name}: ansible_port '{p}' is not a port"))?;
+            spec.port = p.parse().map_err(|_| {
+                anyhow::anyhow!("{inventory_name}: ansible_port '{p}' is not a port")
+            })?;
         }
         if let Some(u) = get("ansible_user").or_else(|| get("ansible_ssh_user")) {
             spec.user = u;
         }
         spec.password = get("ansible_password").or_else(|| get("ansible_ssh_pass"));
-        if let Some(k) = get("ansible_ssh_private_key_file").or_else(|| get("ansible_private_key_file")) {
+        if let Some(k) =
+            get("ansible_ssh_private_key_file").or_else(|| get("ansible_private_key_file"))
+        {
             let path = match k.strip_prefix("~/") {
                 Some(rest) => home().join(rest),
                 None => PathBuf::from(k),
@@ -110,11 +121,14 @@ impl ConnectionSpec {
                 spec.connect_timeout = Duration::from_secs(secs);
             }
         }
-        let common = [get("ansible_ssh_common_args"), get("ansible_ssh_extra_args")]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let common = [
+            get("ansible_ssh_common_args"),
+            get("ansible_ssh_extra_args"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
         spec.apply_ssh_args(&common)?;
         Ok(spec)
     }
@@ -154,11 +168,18 @@ impl ConnectionSpec {
             i += 1;
         }
         for opt in options {
-            let (k, v) = opt.split_once('=').or_else(|| opt.split_once(' ')).unwrap_or((&opt, ""));
+            let (k, v) = opt
+                .split_once('=')
+                .or_else(|| opt.split_once(' '))
+                .unwrap_or((&opt, ""));
             match k.to_ascii_lowercase().as_str() {
-                "proxyjump" if !v.is_empty() && v != "none" => self.proxy_jump = Some(Box::new(self.jump_spec(v)?)),
+                "proxyjump" if !v.is_empty() && v != "none" => {
+                    self.proxy_jump = Some(Box::new(self.jump_spec(v)?))
+                }
                 "userknownhostsfile" => self.known_hosts = PathBuf::from(v),
-                "stricthostkeychecking" => self.accept_new_host_keys = v == "accept-new" || v == "no",
+                "stricthostkeychecking" => {
+                    self.accept_new_host_keys = v == "accept-new" || v == "no"
+                }
                 "connecttimeout" => {
                     if let Ok(s) = v.parse() {
                         self.connect_timeout = Duration::from_secs(s);
@@ -178,7 +199,9 @@ impl ConnectionSpec {
             None => (None, first),
         };
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h.trim_matches(['[', ']']).to_owned(), p.parse()?),
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+                (h.trim_matches(['[', ']']).to_owned(), p.parse()?)
+            }
             _ => (rest.to_owned(), 22),
         };
         let mut j = self.clone();
@@ -210,16 +233,27 @@ mod tests {
         let vars = json!({"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "admin",
             "ansible_ssh_common_args": "-o ProxyJump=jump@bastion:2200 -o UserKnownHostsFile=/tmp/kh"});
         let s = ConnectionSpec::from_vars("web1", vars.as_object().unwrap()).unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.user.as_str()), ("10.0.0.5", 2222, "admin"));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str()),
+            ("10.0.0.5", 2222, "admin")
+        );
         assert_eq!(s.known_hosts, PathBuf::from("/tmp/kh"));
         let j = s.proxy_jump.unwrap();
-        assert_eq!((j.host.as_str(), j.port, j.user.as_str()), ("bastion", 2200, "jump"));
+        assert_eq!(
+            (j.host.as_str(), j.port, j.user.as_str()),
+            ("bastion", 2200, "jump")
+        );
     }
 
     #[test]
     fn local_and_bad_kinds() {
         let local = json!({"ansible_connection": "local"});
-        assert_eq!(ConnectionSpec::from_vars("x", local.as_object().unwrap()).unwrap().kind, ConnectionKind::Local);
+        assert_eq!(
+            ConnectionSpec::from_vars("x", local.as_object().unwrap())
+                .unwrap()
+                .kind,
+            ConnectionKind::Local
+        );
         let bad = json!({"ansible_connection": "winrm"});
         assert!(ConnectionSpec::from_vars("x", bad.as_object().unwrap()).is_err());
     }

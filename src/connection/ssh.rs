@@ -44,7 +44,11 @@ impl HostKeyCheck {
 
     fn check(&self, key: &PublicKey) -> bool {
         let fp = key.fingerprint(Default::default());
-        let shown = if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) };
+        let shown = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
         match keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
             Ok(true) => true,
             Ok(false) if self.accept_new => match keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
@@ -77,12 +81,15 @@ impl HostKeyCheck {
 impl client::Handler for HostKeyCheck {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         match key {
             keys::PublicKeyOrCertificate::PublicKey { key, .. } => Ok(self.check(key)),
-            keys::PublicKeyOrCertificate::Certificate(_) => {
-                Ok(self.refuse("host certificates are not supported; add the host key to known_hosts".into()))
-            }
+            keys::PublicKeyOrCertificate::Certificate(_) => Ok(self.refuse(
+                "host certificates are not supported; add the host key to known_hosts".into(),
+            )),
         }
     }
 }
@@ -98,12 +105,19 @@ pub struct SshConnection {
 }
 
 fn unreachable(spec: &ConnectionSpec, what: impl std::fmt::Display) -> ConnError {
-    ConnError::Unreachable(format!("Failed to connect to {}@{}:{}: {what}", spec.user, spec.host, spec.port))
+    ConnError::Unreachable(format!(
+        "Failed to connect to {}@{}:{}: {what}",
+        spec.user, spec.host, spec.port
+    ))
 }
 
 impl SshConnection {
     /// Connects and authenticates as `spec` says (through its ProxyJump, if any).
-    pub fn connect(spec: &ConnectionSpec) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SshConnection, ConnError>> + Send + '_>> {
+    pub fn connect(
+        spec: &ConnectionSpec,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<SshConnection, ConnError>> + Send + '_>,
+    > {
         Box::pin(async move {
             let _permit = handshakes()
                 .acquire()
@@ -111,7 +125,10 @@ impl SshConnection {
                 .map_err(|_| ConnError::Other("handshake limiter closed".into()))?;
             match tokio::time::timeout(spec.connect_timeout, Self::connect_inner(spec)).await {
                 Ok(r) => r,
-                Err(_) => Err(unreachable(spec, format!("timed out after {:?}", spec.connect_timeout))),
+                Err(_) => Err(unreachable(
+                    spec,
+                    format!("timed out after {:?}", spec.connect_timeout),
+                )),
             }
         })
     }
@@ -173,42 +190,63 @@ impl SshConnection {
             .acquire()
             .await
             .map_err(|_| ConnError::Other("connection closed".into()))?;
-        let lost = |e: russh::Error| ConnError::Unreachable(format!("connection to {} lost: {e}", self.name));
+        let lost = |e: russh::Error| {
+            ConnError::Unreachable(format!("connection to {} lost: {e}", self.name))
+        };
         let mut channel = self.handle.channel_open_session().await.map_err(lost)?;
         channel.exec(true, command).await.map_err(lost)?;
         if let Some(data) = stdin {
             channel.data(data).await.map_err(lost)?;
         }
         channel.eof().await.map_err(lost)?;
-        let mut out = ExecOutput { rc: -1, ..ExecOutput::default() };
+        let mut out = ExecOutput {
+            rc: -1,
+            ..ExecOutput::default()
+        };
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => out.rc = exit_status as i32,
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    out.stderr.extend_from_slice(format!("killed by signal {signal_name:?}\n").as_bytes())
-                }
+                ChannelMsg::ExitSignal { signal_name, .. } => out
+                    .stderr
+                    .extend_from_slice(format!("killed by signal {signal_name:?}\n").as_bytes()),
                 _ => {}
             }
         }
         if self.handle.is_closed() && out.rc == -1 {
-            return Err(ConnError::Unreachable(format!("connection to {} lost", self.name)));
+            return Err(ConnError::Unreachable(format!(
+                "connection to {} lost",
+                self.name
+            )));
         }
         Ok(out)
     }
 }
 
 /// Tries ssh-agent, then key files, then the password.
-async fn authenticate(handle: &mut Handle<HostKeyCheck>, spec: &ConnectionSpec) -> Result<(), ConnError> {
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    spec: &ConnectionSpec,
+) -> Result<(), ConnError> {
     let mut tried = Vec::new();
     if std::env::var_os("SSH_AUTH_SOCK").is_some() {
         if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
             if let Ok(ids) = agent.request_identities().await {
                 for id in ids {
-                    let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+                    let hash = handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .ok()
+                        .flatten()
+                        .flatten();
                     if let Ok(r) = handle
-                        .authenticate_publickey_with(&spec.user, id.public_key().into_owned(), hash, &mut agent)
+                        .authenticate_publickey_with(
+                            &spec.user,
+                            id.public_key().into_owned(),
+                            hash,
+                            &mut agent,
+                        )
                         .await
                     {
                         if r.success() {
@@ -228,7 +266,12 @@ async fn authenticate(handle: &mut Handle<HostKeyCheck>, spec: &ConnectionSpec) 
                 continue;
             }
         };
-        let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
         let r = handle
             .authenticate_publickey(&spec.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
@@ -248,14 +291,26 @@ async fn authenticate(handle: &mut Handle<HostKeyCheck>, spec: &ConnectionSpec) 
         }
         tried.push("password".into());
     }
-    Err(unreachable(spec, format!("Permission denied (tried: {})", if tried.is_empty() { "no credentials".into() } else { tried.join(", ") })))
+    Err(unreachable(
+        spec,
+        format!(
+            "Permission denied (tried: {})",
+            if tried.is_empty() {
+                "no credentials".into()
+            } else {
+                tried.join(", ")
+            }
+        ),
+    ))
 }
 
 #[async_trait]
 impl Connection for SshConnection {
     async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
         match self.timeout {
-            Some(t) => tokio::time::timeout(t, self.run(command, stdin)).await.map_err(|_| ConnError::Timeout(t))?,
+            Some(t) => tokio::time::timeout(t, self.run(command, stdin))
+                .await
+                .map_err(|_| ConnError::Timeout(t))?,
             None => self.run(command, stdin).await,
         }
     }
@@ -266,12 +321,19 @@ impl Connection for SshConnection {
         match mode {
             Some(m) => cmd.push_str(&format!(" && chmod {m:o} \"$tmp\"")),
             // Keep an existing file's mode; new files get the umask default like cp.
-            None => cmd.push_str(&format!(" && {{ [ ! -e {q} ] && chmod 644 \"$tmp\" || chmod --reference={q} \"$tmp\"; }}")),
+            None => cmd.push_str(&format!(
+                " && {{ [ ! -e {q} ] && chmod 644 \"$tmp\" || chmod --reference={q} \"$tmp\"; }}"
+            )),
         }
-        cmd.push_str(&format!(" && mv -f \"$tmp\" {q} || {{ rm -f \"$tmp\"; exit 1; }}"));
+        cmd.push_str(&format!(
+            " && mv -f \"$tmp\" {q} || {{ rm -f \"$tmp\"; exit 1; }}"
+        ));
         let out = self.exec(&cmd, Some(data)).await?;
         if out.rc != 0 {
-            return Err(ConnError::Other(format!("writing {path}: {}", out.stderr_str().trim())));
+            return Err(ConnError::Other(format!(
+                "writing {path}: {}",
+                out.stderr_str().trim()
+            )));
         }
         Ok(())
     }
@@ -279,12 +341,18 @@ impl Connection for SshConnection {
     async fn get_file(&self, path: &str) -> Result<Vec<u8>, ConnError> {
         let out = self.exec(&format!("cat {}", quote(path)), None).await?;
         if out.rc != 0 {
-            return Err(ConnError::Other(format!("reading {path}: {}", out.stderr_str().trim())));
+            return Err(ConnError::Other(format!(
+                "reading {path}: {}",
+                out.stderr_str().trim()
+            )));
         }
         Ok(out.stdout)
     }
 
     async fn close(&self) {
-        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
     }
 }

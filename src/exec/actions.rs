@@ -112,7 +112,9 @@ pub async fn run(
                 };
                 if !holds {
                     let msg = match args.get("fail_msg").or_else(|| args.get("msg")) {
-                        Some(m) => to_string(&engine.templar.render_value(m, scope)?).unwrap_or_default(),
+                        Some(m) => {
+                            to_string(&engine.templar.render_value(m, scope)?).unwrap_or_default()
+                        }
                         None => "Assertion failed".into(),
                     };
                     return Ok(failed(
@@ -129,7 +131,10 @@ pub async fn run(
                 Some(m) => engine.templar.render_value(m, scope)?,
                 None => json!("All assertions passed"),
             };
-            let mut r = ok(Map::from_iter([("changed".to_owned(), json!(false)), ("msg".to_owned(), msg)]));
+            let mut r = ok(Map::from_iter([
+                ("changed".to_owned(), json!(false)),
+                ("msg".to_owned(), msg),
+            ]));
             r.show_result = !quiet;
             Ok(r)
         }
@@ -139,7 +144,10 @@ pub async fn run(
                 .or_else(|| args.get(RAW))
                 .and_then(to_string)
                 .unwrap_or_else(|| "Failed as requested from task".into());
-            Ok(failed(msg, Map::from_iter([("changed".to_owned(), json!(false))])))
+            Ok(failed(
+                msg,
+                Map::from_iter([("changed".to_owned(), json!(false))]),
+            ))
         }
         "setup" | "gather_facts" => {
             let conn = connection_for(engine, p, t, host, scope, delegated).await?;
@@ -158,11 +166,19 @@ pub async fn run(
             if out.rc != 0 {
                 return Ok(failed(out.stderr_str(), Map::new()));
             }
-            Ok(ok(Map::from_iter([("ping".to_owned(), json!("pong")), ("changed".to_owned(), json!(false))])))
+            Ok(ok(Map::from_iter([
+                ("ping".to_owned(), json!("pong")),
+                ("changed".to_owned(), json!(false)),
+            ])))
         }
         "wait_for_connection" => {
-            let num = |k: &str, d: f64| args.get(k).and_then(|v| v.as_f64().or_else(|| to_string(v)?.parse().ok())).unwrap_or(d);
-            let (timeout, delay, sleep) = (num("timeout", 600.0), num("delay", 0.0), num("sleep", 1.0));
+            let num = |k: &str, d: f64| {
+                args.get(k)
+                    .and_then(|v| v.as_f64().or_else(|| to_string(v)?.parse().ok()))
+                    .unwrap_or(d)
+            };
+            let (timeout, delay, sleep) =
+                (num("timeout", 600.0), num("delay", 0.0), num("sleep", 1.0));
             tokio::time::sleep(Duration::from_secs_f64(delay)).await;
             let start = Instant::now();
             loop {
@@ -184,7 +200,10 @@ pub async fn run(
                         if start.elapsed().as_secs_f64() >= timeout {
                             return Ok(failed(
                                 format!("timed out waiting for ping module test: {e:#}"),
-                                Map::from_iter([("elapsed".to_owned(), json!(start.elapsed().as_secs()))]),
+                                Map::from_iter([(
+                                    "elapsed".to_owned(),
+                                    json!(start.elapsed().as_secs()),
+                                )]),
                             ));
                         }
                     }
@@ -217,7 +236,10 @@ pub async fn run(
             Ok(r)
         }
         "pause" => {
-            let num = |k: &str| args.get(k).and_then(|v| v.as_f64().or_else(|| to_string(v)?.parse().ok()));
+            let num = |k: &str| {
+                args.get(k)
+                    .and_then(|v| v.as_f64().or_else(|| to_string(v)?.parse().ok()))
+            };
             let secs = num("seconds").unwrap_or(0.0) + num("minutes").unwrap_or(0.0) * 60.0;
             if args.contains_key("prompt") && secs == 0.0 {
                 bail!("pause with a prompt needs a terminal; give seconds: instead");
@@ -248,7 +270,10 @@ pub async fn meta(
         .unwrap_or_default();
     let hosts_when = |states: &[HostState]| -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for s in states.iter().filter(|s| targets.contains(&s.name) && s.active()) {
+        for s in states
+            .iter()
+            .filter(|s| targets.contains(&s.name) && s.active())
+        {
             let vars = super::vars::task_vars(p, Some(t), s);
             let scope = Scope {
                 vars: Arc::new(vars),

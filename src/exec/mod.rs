@@ -173,7 +173,12 @@ pub async fn run_playbook(
     engine.pool.close_all().await;
     let mut recap: Vec<(String, Stats)> = order
         .iter()
-        .filter_map(|h| states.iter().find(|s| &s.name == h).map(|s| (h.clone(), s.stats)))
+        .filter_map(|h| {
+            states
+                .iter()
+                .find(|s| &s.name == h)
+                .map(|s| (h.clone(), s.stats))
+        })
         .collect();
     recap.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(recap)
@@ -187,7 +192,12 @@ fn select_hosts(inventory: &Inventory, pattern: &str) -> Result<Vec<String>> {
     inventory.select(pattern)
 }
 
-fn play_context<'a>(engine: &'a Engine, play: &'a Play, hosts: &[String], playbook_dir: &Path) -> Result<PlayCtx<'a>> {
+fn play_context<'a>(
+    engine: &'a Engine,
+    play: &'a Play,
+    hosts: &[String],
+    playbook_dir: &Path,
+) -> Result<PlayCtx<'a>> {
     let groups: Map<String, Value> = engine
         .inventory
         .groups()
@@ -209,7 +219,10 @@ fn play_context<'a>(engine: &'a Engine, play: &'a Play, hosts: &[String], playbo
     for f in &play.vars_files {
         let name = engine.templar.render_value(f, &scope)?;
         let candidates: Vec<String> = match name {
-            Value::Array(items) => items.iter().filter_map(crate::modules::args::to_string).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(crate::modules::args::to_string)
+                .collect(),
             v => crate::modules::args::to_string(&v).into_iter().collect(),
         };
         // A list means "the first file that exists".
@@ -247,7 +260,11 @@ pub fn batches(serial: &[Value], hosts: &[String]) -> Result<Vec<Vec<String>>> {
         let n = match v {
             Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
             Value::String(s) if s.trim().ends_with('%') => {
-                let pct: f64 = s.trim().trim_end_matches('%').parse().context("serial percentage")?;
+                let pct: f64 = s
+                    .trim()
+                    .trim_end_matches('%')
+                    .parse()
+                    .context("serial percentage")?;
                 ((hosts.len() as f64) * pct / 100.0).floor() as usize
             }
             Value::String(s) => s.trim().parse().context("serial")?,

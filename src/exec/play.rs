@@ -73,10 +73,13 @@ fn gather_facts_task(play: &crate::playbook::Play) -> Task {
             ..play.inherit.clone()
         },
         role: None,
-        origin: play.origin.clone().unwrap_or_else(|| crate::playbook::Origin {
-            file: Arc::new(Default::default()),
-            pos: Default::default(),
-        }),
+        origin: play
+            .origin
+            .clone()
+            .unwrap_or_else(|| crate::playbook::Origin {
+                file: Arc::new(Default::default()),
+                pos: Default::default(),
+            }),
     }
 }
 
@@ -107,9 +110,11 @@ pub fn run_list<'a>(
     Box::pin(async move {
         for t in tasks {
             let stop = match &t.action {
-                Action::Block { block, rescue, always } => {
-                    run_block(engine, p, states, targets, block, rescue, always).await?
-                }
+                Action::Block {
+                    block,
+                    rescue,
+                    always,
+                } => run_block(engine, p, states, targets, block, rescue, always).await?,
                 Action::IncludeTasks { .. } | Action::IncludeRole { .. } => {
                     run_include(engine, p, states, targets, t).await?
                 }
@@ -127,7 +132,10 @@ pub fn run_list<'a>(
             if stop == Stop::Play {
                 return Ok(Stop::Play);
             }
-            if !states.iter().any(|s| targets.contains(&s.name) && s.active()) {
+            if !states
+                .iter()
+                .any(|s| targets.contains(&s.name) && s.active())
+            {
                 break;
             }
         }
@@ -196,7 +204,10 @@ async fn run_include(
     let hostvars = p.uses_hostvars.then(|| vars::hostvars(states));
     p.hostvars = hostvars;
     let mut failures: Vec<(String, String)> = Vec::new();
-    for s in states.iter().filter(|s| targets.contains(&s.name) && s.active()) {
+    for s in states
+        .iter()
+        .filter(|s| targets.contains(&s.name) && s.active())
+    {
         match task::resolve_include(engine, p, t, s) {
             Ok(Some(tasks)) => {
                 // Hosts that include the same tasks run them together.
@@ -211,22 +222,27 @@ async fn run_include(
         }
     }
     if !failures.is_empty() {
-        engine.printer.task(&t.display_name(), false, failures.len());
+        engine
+            .printer
+            .task(&t.display_name(), false, failures.len());
         for (h, msg) in failures {
             let result = Map::from_iter([
                 ("failed".to_owned(), Value::Bool(true)),
                 ("msg".to_owned(), Value::String(msg)),
             ]);
-            engine.printer.result(&t.display_name(), &HostLine {
-                host: &h,
-                delegated: None,
-                status: Status::Failed,
-                item: None,
-                ignored: false,
-                result: &result,
-                diffs: &[],
-                show_result: false,
-            });
+            engine.printer.result(
+                &t.display_name(),
+                &HostLine {
+                    host: &h,
+                    delegated: None,
+                    status: Status::Failed,
+                    item: None,
+                    ignored: false,
+                    result: &result,
+                    diffs: &[],
+                    show_result: false,
+                },
+            );
             if let Some(s) = states.iter_mut().find(|s| s.name == h) {
                 s.failed = true;
                 s.stats.failed += 1;
@@ -251,10 +267,19 @@ pub async fn flush_handlers(
 ) -> Result<()> {
     let play = p.play;
     for h in &play.handlers {
-        let names: Vec<&str> = h.name.iter().map(String::as_str).chain(h.listen.iter().map(String::as_str)).collect();
+        let names: Vec<&str> = h
+            .name
+            .iter()
+            .map(String::as_str)
+            .chain(h.listen.iter().map(String::as_str))
+            .collect();
         let hosts: Vec<String> = states
             .iter()
-            .filter(|s| targets.contains(&s.name) && s.active() && s.notified.iter().any(|n| names.contains(&n.as_str())))
+            .filter(|s| {
+                targets.contains(&s.name)
+                    && s.active()
+                    && s.notified.iter().any(|n| names.contains(&n.as_str()))
+            })
             .map(|s| s.name.clone())
             .collect();
         if hosts.is_empty() {
@@ -280,7 +305,10 @@ pub async fn run_task_all(
     t: &Task,
     handler: bool,
 ) -> Result<Stop> {
-    let active: usize = states.iter().filter(|s| targets.contains(&s.name) && s.active()).count();
+    let active: usize = states
+        .iter()
+        .filter(|s| targets.contains(&s.name) && s.active())
+        .count();
     if active == 0 {
         return Ok(Stop::No);
     }
@@ -313,7 +341,11 @@ pub async fn run_task_all(
     let mut failed_now = 0usize;
     for (host, r) in &results {
         let receivers: Vec<String> = if run_once {
-            states.iter().filter(|s| targets.contains(&s.name) && s.active()).map(|s| s.name.clone()).collect()
+            states
+                .iter()
+                .filter(|s| targets.contains(&s.name) && s.active())
+                .map(|s| s.name.clone())
+                .collect()
         } else {
             vec![host.clone()]
         };
@@ -325,7 +357,10 @@ pub async fn run_task_all(
             }
         }
     }
-    let any_fatal = t.inherit.any_errors_fatal.unwrap_or(p.play.any_errors_fatal);
+    let any_fatal = t
+        .inherit
+        .any_errors_fatal
+        .unwrap_or(p.play.any_errors_fatal);
     if failed_now > 0 && any_fatal {
         for s in states.iter_mut().filter(|s| targets.contains(&s.name)) {
             s.ended = true;
@@ -334,9 +369,14 @@ pub async fn run_task_all(
     }
     if let Some(pct) = p.play.max_fail_percentage {
         let batch = targets.len().max(1) as f64;
-        let failed = states.iter().filter(|s| targets.contains(&s.name) && (s.failed || s.unreachable)).count() as f64;
+        let failed = states
+            .iter()
+            .filter(|s| targets.contains(&s.name) && (s.failed || s.unreachable))
+            .count() as f64;
         if failed / batch * 100.0 > pct {
-            engine.printer.warn(&format!("max_fail_percentage {pct}% exceeded, stopping the play"));
+            engine.printer.warn(&format!(
+                "max_fail_percentage {pct}% exceeded, stopping the play"
+            ));
             return Ok(Stop::Play);
         }
     }
@@ -345,27 +385,33 @@ pub async fn run_task_all(
 
 fn print_result(engine: &Engine, task: &str, host: &str, r: &TaskResult) {
     for item in &r.items {
-        engine.printer.result(task, &HostLine {
-            host,
-            delegated: r.delegated.as_deref(),
-            status: item.status,
-            item: Some(&item.label),
-            ignored: false,
-            result: &item.result,
-            diffs: &item.diffs,
-            show_result: r.show_result,
-        });
+        engine.printer.result(
+            task,
+            &HostLine {
+                host,
+                delegated: r.delegated.as_deref(),
+                status: item.status,
+                item: Some(&item.label),
+                ignored: false,
+                result: &item.result,
+                diffs: &item.diffs,
+                show_result: r.show_result,
+            },
+        );
     }
     if r.items.is_empty() || r.status == Status::Failed || r.status == Status::Unreachable {
-        engine.printer.result(task, &HostLine {
-            host,
-            delegated: r.delegated.as_deref(),
-            status: r.status,
-            item: None,
-            ignored: r.ignored,
-            result: &r.result,
-            diffs: if r.items.is_empty() { &r.diffs } else { &[] },
-            show_result: r.show_result,
-        });
+        engine.printer.result(
+            task,
+            &HostLine {
+                host,
+                delegated: r.delegated.as_deref(),
+                status: r.status,
+                item: None,
+                ignored: r.ignored,
+                result: &r.result,
+                diffs: if r.items.is_empty() { &r.diffs } else { &[] },
+                show_result: r.show_result,
+            },
+        );
     }
 }

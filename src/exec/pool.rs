@@ -44,7 +44,11 @@ impl Pool {
     }
 
     /// The connection to `host`, opened with its (templated) connection `vars` on first use.
-    pub async fn get(&self, host: &str, vars: &Map<String, Value>) -> Result<Arc<dyn Connection>, ConnError> {
+    pub async fn get(
+        &self,
+        host: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<Arc<dyn Connection>, ConnError> {
         let slot = {
             let mut slots = self
                 .slots
@@ -54,7 +58,8 @@ impl Pool {
         };
         let result = slot
             .get_or_init(|| async {
-                let mut spec = ConnectionSpec::from_vars(host, vars).map_err(|e| format!("{e:#}"))?;
+                let mut spec =
+                    ConnectionSpec::from_vars(host, vars).map_err(|e| format!("{e:#}"))?;
                 let o = &self.overrides;
                 if let Some(u) = &o.user {
                     if !vars.contains_key("ansible_user") {
@@ -126,8 +131,14 @@ impl WithEnv {
 
 #[async_trait::async_trait]
 impl Connection for WithEnv {
-    async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<crate::connection::ExecOutput, ConnError> {
-        self.inner.exec(&format!("{}{command}", self.prefix), stdin).await
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<crate::connection::ExecOutput, ConnError> {
+        self.inner
+            .exec(&format!("{}{command}", self.prefix), stdin)
+            .await
     }
     async fn put_file(&self, data: &[u8], path: &str, mode: Option<u32>) -> Result<(), ConnError> {
         self.inner.put_file(data, path, mode).await

@@ -107,7 +107,12 @@ fn conditions(engine: &Engine, conds: &[Value], scope: &Scope) -> Result<Option<
 }
 
 /// Runs `t` on `host` (all loop items), never panicking: errors become failed results.
-pub async fn run_on_host(engine: &Engine<'_>, p: &PlayCtx<'_>, t: &Task, host: &HostState) -> TaskResult {
+pub async fn run_on_host(
+    engine: &Engine<'_>,
+    p: &PlayCtx<'_>,
+    t: &Task,
+    host: &HostState,
+) -> TaskResult {
     let base = vars::task_vars(p, Some(t), host);
     let mut r = match run_inner(engine, p, t, host, base).await {
         Ok(r) => r,
@@ -130,7 +135,10 @@ pub async fn run_on_host(engine: &Engine<'_>, p: &PlayCtx<'_>, t: &Task, host: &
         let censored = json!("the output has been hidden due to the fact that 'no_log: true' was specified for this result");
         r.result = Map::from_iter([
             ("censored".to_owned(), censored),
-            ("changed".to_owned(), Value::Bool(r.status == Status::Changed)),
+            (
+                "changed".to_owned(),
+                Value::Bool(r.status == Status::Changed),
+            ),
         ]);
         r.diffs.clear();
         for i in &mut r.items {
@@ -161,7 +169,13 @@ async fn run_inner(
     };
     let Some((kind, loop_value)) = &t.looping else {
         // Block-level and task-level conditions, evaluated once.
-        let all: Vec<Value> = t.inherit.when.iter().chain(t.when.iter()).cloned().collect();
+        let all: Vec<Value> = t
+            .inherit
+            .when
+            .iter()
+            .chain(t.when.iter())
+            .cloned()
+            .collect();
         if let Some(cond) = conditions(engine, &all, &scope)? {
             return Ok(skipped(cond, delegated));
         }
@@ -171,8 +185,15 @@ async fn run_inner(
     };
     let items = loop_items(engine, kind, loop_value, &scope)?;
     let lc = &t.loop_control;
-    let loop_var = lc.get("loop_var").and_then(Value::as_str).unwrap_or("item").to_owned();
-    let index_var = lc.get("index_var").and_then(Value::as_str).map(str::to_owned);
+    let loop_var = lc
+        .get("loop_var")
+        .and_then(Value::as_str)
+        .unwrap_or("item")
+        .to_owned();
+    let index_var = lc
+        .get("index_var")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let pause = lc.get("pause").and_then(Value::as_f64).unwrap_or(0.0);
     let mut item_results = Vec::new();
     let mut results = Vec::new();
@@ -194,10 +215,28 @@ async fn run_inner(
             Some(l) => engine.templar.render_value(l, &iscope)?,
             None => item.clone(),
         };
-        let all: Vec<Value> = t.inherit.when.iter().chain(t.when.iter()).cloned().collect();
+        let all: Vec<Value> = t
+            .inherit
+            .when
+            .iter()
+            .chain(t.when.iter())
+            .cloned()
+            .collect();
         let mut r = match conditions(engine, &all, &iscope)? {
             Some(cond) => skipped(cond, None),
-            None => run_once(engine, p, t, host, name, args, &iscope, delegated.as_deref()).await?,
+            None => {
+                run_once(
+                    engine,
+                    p,
+                    t,
+                    host,
+                    name,
+                    args,
+                    &iscope,
+                    delegated.as_deref(),
+                )
+                .await?
+            }
         };
         r.result.insert(loop_var.clone(), item.clone());
         r.result.insert("ansible_loop_var".into(), json!(loop_var));
@@ -234,7 +273,11 @@ async fn run_inner(
     result.insert("changed".into(), json!(status == Status::Changed));
     result.insert(
         "msg".into(),
-        json!(if status == Status::Failed { "One or more items failed" } else { "All items completed" }),
+        json!(if status == Status::Failed {
+            "One or more items failed"
+        } else {
+            "All items completed"
+        }),
     );
     if status == Status::Failed {
         result.insert("failed".into(), json!(true));
@@ -263,7 +306,10 @@ fn skipped(cond: String, delegated: Option<String>) -> TaskResult {
         result: Map::from_iter([
             ("changed".to_owned(), json!(false)),
             ("skipped".to_owned(), json!(true)),
-            ("skip_reason".to_owned(), json!("Conditional result was False")),
+            (
+                "skip_reason".to_owned(),
+                json!("Conditional result was False"),
+            ),
             ("false_condition".to_owned(), json!(cond)),
         ]),
         diffs: Vec::new(),
@@ -282,7 +328,9 @@ fn loop_items(engine: &Engine, kind: &str, value: &Value, scope: &Scope) -> Resu
         match v {
             Value::Array(a) => Ok(a),
             Value::Null => Ok(Vec::new()),
-            other => Err(anyhow!("Invalid data passed to '{kind}', it requires a list, got this instead: {other}")),
+            other => Err(anyhow!(
+                "Invalid data passed to '{kind}', it requires a list, got this instead: {other}"
+            )),
         }
     };
     match kind {
@@ -302,7 +350,10 @@ fn loop_items(engine: &Engine, kind: &str, value: &Value, scope: &Scope) -> Resu
                 .collect())
         }
         "with_dict" => match rendered {
-            Value::Object(m) => Ok(m.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),
+            Value::Object(m) => Ok(m
+                .into_iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect()),
             other => Err(anyhow!("with_dict expects a dict, got {other}")),
         },
         "with_indexed_items" => Ok(as_list(rendered)?
@@ -336,7 +387,9 @@ fn loop_items(engine: &Engine, kind: &str, value: &Value, scope: &Scope) -> Resu
             let mut out = Vec::new();
             let mut i = start;
             while (stride > 0 && i <= end) || (stride < 0 && i >= end) {
-                out.push(json!(format.replace("%d", &i.to_string()).replace("%02d", &format!("{i:02}"))));
+                out.push(json!(format
+                    .replace("%d", &i.to_string())
+                    .replace("%02d", &format!("{i:02}"))));
                 i += stride;
                 if stride == 0 {
                     break;
@@ -411,7 +464,11 @@ async fn run_once(
                 r.status = Status::Failed;
                 r.result.insert("failed".into(), json!(true));
             } else if r.status == Status::Failed {
-                r.status = if r.result.get("changed") == Some(&json!(true)) { Status::Changed } else { Status::Ok };
+                r.status = if r.result.get("changed") == Some(&json!(true)) {
+                    Status::Changed
+                } else {
+                    Status::Ok
+                };
                 r.result.insert("failed".into(), json!(false));
             }
         }
@@ -428,9 +485,15 @@ async fn run_once(
             return Ok(r);
         }
         if attempt >= attempts || r.status == Status::Unreachable {
-            r.status = if r.status == Status::Unreachable { Status::Unreachable } else { Status::Failed };
+            r.status = if r.status == Status::Unreachable {
+                Status::Unreachable
+            } else {
+                Status::Failed
+            };
             r.result.insert("failed".into(), json!(true));
-            r.result.entry("msg").or_insert(json!("Retry limit reached"));
+            r.result
+                .entry("msg")
+                .or_insert(json!("Retry limit reached"));
             return Ok(r);
         }
         engine.printer.warn(&format!(
@@ -515,7 +578,10 @@ pub async fn connection_for(
             Value::Object(m) => m,
             _ => Map::new(),
         },
-        None => match engine.templar.render_value(&Value::Object(t.inherit.environment.clone()), scope)? {
+        None => match engine
+            .templar
+            .render_value(&Value::Object(t.inherit.environment.clone()), scope)?
+        {
             Value::Object(m) => m,
             _ => Map::new(),
         },
@@ -524,7 +590,11 @@ pub async fn connection_for(
 }
 
 /// Templated connection variables (`ansible_host`, `ansible_user`…).
-fn connection_vars(engine: &Engine, vars: &Map<String, Value>, scope: &Scope) -> Result<Map<String, Value>> {
+fn connection_vars(
+    engine: &Engine,
+    vars: &Map<String, Value>,
+    scope: &Scope,
+) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     let s = Scope {
         vars: Arc::new(vars.clone()),
@@ -549,7 +619,8 @@ async fn run_module(
     scope: &Scope,
     delegated: Option<&str>,
 ) -> Result<Outcome> {
-    let module = modules::lookup(name).ok_or_else(|| anyhow!("couldn't resolve module/action '{name}'"))?;
+    let module =
+        modules::lookup(name).ok_or_else(|| anyhow!("couldn't resolve module/action '{name}'"))?;
     let rendered = match engine.templar.render_value(args, scope)? {
         Value::Object(m) => m,
         Value::Null => Map::new(),
@@ -600,7 +671,10 @@ fn become_for(engine: &Engine, t: &Task, scope: &Scope) -> Result<Option<Become>
     }
     let user = match &t.inherit.become_user {
         Some(u) => engine.templar.render_str(u, scope)?,
-        None => vars.get("ansible_become_user").cloned().unwrap_or(json!("root")),
+        None => vars
+            .get("ansible_become_user")
+            .cloned()
+            .unwrap_or(json!("root")),
     };
     let user = modules::args::to_string(&user).unwrap_or_else(|| "root".into());
     let remote = vars.get("ansible_user").and_then(modules::args::to_string);
@@ -608,7 +682,10 @@ fn become_for(engine: &Engine, t: &Task, scope: &Scope) -> Result<Option<Become>
     if remote.as_deref().unwrap_or(&me) == user {
         return Ok(None);
     }
-    let password = match vars.get("ansible_become_password").or_else(|| vars.get("ansible_become_pass")) {
+    let password = match vars
+        .get("ansible_become_password")
+        .or_else(|| vars.get("ansible_become_pass"))
+    {
         Some(v) => modules::args::to_string(&engine.templar.render_value(v, scope)?),
         None => None,
     };
@@ -640,7 +717,8 @@ pub fn record(s: &mut HostState, t: &Task, r: &TaskResult, counted: bool) {
         }
     }
     if let Some(reg) = &t.register {
-        s.host_vars.insert(reg.clone(), Value::Object(r.result.clone()));
+        s.host_vars
+            .insert(reg.clone(), Value::Object(r.result.clone()));
     }
     if let Some(f) = &r.facts {
         for (k, v) in f {
@@ -658,12 +736,30 @@ pub fn record(s: &mut HostState, t: &Task, r: &TaskResult, counted: bool) {
 }
 
 /// What an `include_tasks`/`include_role` task loads on `host` (None when its condition is false).
-pub fn resolve_include(engine: &Engine, p: &PlayCtx, t: &Task, host: &HostState) -> Result<Option<Vec<Task>>> {
+pub fn resolve_include(
+    engine: &Engine,
+    p: &PlayCtx,
+    t: &Task,
+    host: &HostState,
+) -> Result<Option<Vec<Task>>> {
     let vars = vars::task_vars(p, Some(t), host);
     let scope = scope_for(p, t, vars);
-    let all: Vec<Value> = t.inherit.when.iter().chain(t.when.iter()).cloned().collect();
+    let all: Vec<Value> = t
+        .inherit
+        .when
+        .iter()
+        .chain(t.when.iter())
+        .cloned()
+        .collect();
     if conditions(engine, &all, &scope)?.is_some() {
         return Ok(None);
     }
-    crate::playbook::load::load_include(t, &scope, &engine.templar, &engine.opts.role_paths, &p.playbook_dir).map(Some)
+    crate::playbook::load::load_include(
+        t,
+        &scope,
+        &engine.templar,
+        &engine.opts.role_paths,
+        &p.playbook_dir,
+    )
+    .map(Some)
 }

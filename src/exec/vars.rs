@@ -43,34 +43,62 @@ pub fn task_vars(p: &PlayCtx, task: Option<&Task>, host: &HostState) -> Map<Stri
         extend(&mut v, &r.params);
     }
     extend(&mut v, &p.extra_vars);
-    magic(&mut v, p, role.map(|r| (r.name.as_str(), r.path.as_path())), host);
+    magic(
+        &mut v,
+        p,
+        role.map(|r| (r.name.as_str(), r.path.as_path())),
+        host,
+    );
     v
 }
 
-fn magic(v: &mut Map<String, Value>, p: &PlayCtx, role: Option<(&str, &std::path::Path)>, host: &HostState) {
+fn magic(
+    v: &mut Map<String, Value>,
+    p: &PlayCtx,
+    role: Option<(&str, &std::path::Path)>,
+    host: &HostState,
+) {
     let name = &host.name;
     v.insert("inventory_hostname".into(), Value::String(name.clone()));
     v.insert(
         "inventory_hostname_short".into(),
         Value::String(name.split('.').next().unwrap_or(name).to_owned()),
     );
-    v.insert("group_names".into(), p.group_names.get(name).cloned().unwrap_or(Value::Array(vec![])));
+    v.insert(
+        "group_names".into(),
+        p.group_names
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::Array(vec![])),
+    );
     v.insert("groups".into(), (*p.groups).clone());
     v.insert("play_hosts".into(), (*p.batch).clone());
     v.insert("ansible_play_hosts".into(), (*p.batch).clone());
     v.insert("ansible_play_batch".into(), (*p.batch).clone());
     v.insert("ansible_play_hosts_all".into(), (*p.play_hosts).clone());
-    v.insert("ansible_play_name".into(), Value::String(p.play.name.clone()));
-    v.insert("playbook_dir".into(), Value::String(p.playbook_dir.display().to_string()));
+    v.insert(
+        "ansible_play_name".into(),
+        Value::String(p.play.name.clone()),
+    );
+    v.insert(
+        "playbook_dir".into(),
+        Value::String(p.playbook_dir.display().to_string()),
+    );
     v.insert("inventory_dir".into(), p.inventory_dir.clone());
     v.insert("omit".into(), Value::String(OMIT.to_owned()));
     v.insert("ansible_check_mode".into(), Value::Bool(p.check));
     v.insert("ansible_diff_mode".into(), Value::Bool(p.diff));
     v.insert("ansible_version".into(), serde_json::json!({"full": "2.19.0", "major": 2, "minor": 19, "revision": 0, "string": "2.19.0"}));
-    v.insert("duststack_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    v.insert(
+        "duststack_version".into(),
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    );
     if let Some((rname, rpath)) = role {
         v.insert("role_name".into(), Value::String(rname.to_owned()));
-        v.insert("role_path".into(), Value::String(rpath.display().to_string()));
+        v.insert(
+            "role_path".into(),
+            Value::String(rpath.display().to_string()),
+        );
     }
     if let Some(hv) = &p.hostvars {
         v.insert("hostvars".into(), (**hv).clone());

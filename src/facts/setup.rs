@@ -46,7 +46,10 @@ fn os_release(text: &str) -> Map<String, Value> {
     let mut m = Map::new();
     for line in text.lines() {
         if let Some((k, v)) = line.split_once('=') {
-            m.insert(k.trim().to_owned(), Value::String(v.trim().trim_matches('"').trim_matches('\'').to_owned()));
+            m.insert(
+                k.trim().to_owned(),
+                Value::String(v.trim().trim_matches('"').trim_matches('\'').to_owned()),
+            );
         }
     }
     m
@@ -66,7 +69,13 @@ fn distribution(id: &str, name: &str) -> String {
         "opensuse-leap" | "opensuse-tumbleweed" | "sles" => "SUSE",
         "arch" => "Archlinux",
         "alpine" => "Alpine",
-        _ => return name.split_whitespace().next().unwrap_or("Unknown").to_owned(),
+        _ => {
+            return name
+                .split_whitespace()
+                .next()
+                .unwrap_or("Unknown")
+                .to_owned()
+        }
     }
     .to_owned()
 }
@@ -75,7 +84,9 @@ fn distribution(id: &str, name: &str) -> String {
 pub fn os_family(distribution: &str) -> &'static str {
     match distribution {
         "Debian" | "Ubuntu" | "Linux Mint" | "Kali" | "Raspbian" => "Debian",
-        "RedHat" | "Rocky" | "AlmaLinux" | "CentOS" | "Fedora" | "OracleLinux" | "Amazon" => "RedHat",
+        "RedHat" | "Rocky" | "AlmaLinux" | "CentOS" | "Fedora" | "OracleLinux" | "Amazon" => {
+            "RedHat"
+        }
         "SUSE" => "Suse",
         "Archlinux" => "Archlinux",
         "Alpine" => "Alpine",
@@ -105,20 +116,38 @@ pub fn parse(output: &str) -> Map<String, Value> {
     f.insert("os_family".into(), json!(os_family(&dist)));
     f.insert("distribution_version".into(), json!(version));
     f.insert("distribution_major_version".into(), json!(major));
-    f.insert("distribution_release".into(), json!(osr_get("VERSION_CODENAME")));
+    f.insert(
+        "distribution_release".into(),
+        json!(osr_get("VERSION_CODENAME")),
+    );
     let hostname = get("hostname").trim().to_owned();
     f.insert("nodename".into(), json!(hostname));
-    f.insert("hostname".into(), json!(hostname.split('.').next().unwrap_or("")));
+    f.insert(
+        "hostname".into(),
+        json!(hostname.split('.').next().unwrap_or("")),
+    );
     f.insert("fqdn".into(), json!(get("fqdn").trim()));
     let mut uname = get("uname").split_whitespace();
     f.insert("system".into(), json!(uname.next().unwrap_or("")));
     f.insert("kernel".into(), json!(uname.next().unwrap_or("")));
     f.insert("architecture".into(), json!(uname.next().unwrap_or("")));
     let mem = get("meminfo");
-    f.insert("memtotal_mb".into(), json!(meminfo_mb(mem, "MemTotal").unwrap_or(0)));
-    f.insert("memfree_mb".into(), json!(meminfo_mb(mem, "MemFree").unwrap_or(0)));
-    f.insert("swaptotal_mb".into(), json!(meminfo_mb(mem, "SwapTotal").unwrap_or(0)));
-    f.insert("swapfree_mb".into(), json!(meminfo_mb(mem, "SwapFree").unwrap_or(0)));
+    f.insert(
+        "memtotal_mb".into(),
+        json!(meminfo_mb(mem, "MemTotal").unwrap_or(0)),
+    );
+    f.insert(
+        "memfree_mb".into(),
+        json!(meminfo_mb(mem, "MemFree").unwrap_or(0)),
+    );
+    f.insert(
+        "swaptotal_mb".into(),
+        json!(meminfo_mb(mem, "SwapTotal").unwrap_or(0)),
+    );
+    f.insert(
+        "swapfree_mb".into(),
+        json!(meminfo_mb(mem, "SwapFree").unwrap_or(0)),
+    );
     let vcpus = get("nproc").trim().parse::<u64>().unwrap_or(1);
     f.insert("processor_vcpus".into(), json!(vcpus));
     f.insert("processor_count".into(), json!(vcpus));
@@ -127,19 +156,32 @@ pub fn parse(output: &str) -> Map<String, Value> {
     f.insert("default_ipv4".into(), default_ipv4(get("route"), &ifmap));
     f.insert(
         "all_ipv4_addresses".into(),
-        json!(ifmap.values().filter_map(|v| v.pointer("/ipv4/address")).filter(|a| a != &&json!("127.0.0.1")).collect::<Vec<_>>()),
+        json!(ifmap
+            .values()
+            .filter_map(|v| v.pointer("/ipv4/address"))
+            .filter(|a| a != &&json!("127.0.0.1"))
+            .collect::<Vec<_>>()),
     );
     for (name, data) in &ifmap {
         f.insert(name.replace(['-', '.'], "_"), data.clone());
     }
     let mut user = get("user").lines();
     f.insert("user_id".into(), json!(user.next().unwrap_or("")));
-    f.insert("user_uid".into(), json!(user.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)));
-    f.insert("user_gid".into(), json!(user.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)));
+    f.insert(
+        "user_uid".into(),
+        json!(user.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)),
+    );
+    f.insert(
+        "user_gid".into(),
+        json!(user.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)),
+    );
     f.insert("user_dir".into(), json!(user.next().unwrap_or("")));
     f.insert("machine_id".into(), json!(get("machine-id").trim()));
     let pid1 = get("pid1").trim();
-    f.insert("service_mgr".into(), json!(if pid1 == "systemd" { "systemd" } else { pid1 }));
+    f.insert(
+        "service_mgr".into(),
+        json!(if pid1 == "systemd" { "systemd" } else { pid1 }),
+    );
     let pkg = match get("pkg").trim() {
         "apt-get" => "apt",
         "" => "unknown",
@@ -157,13 +199,29 @@ fn interfaces(link: &str, addr: &str) -> (Vec<String>, Map<String, Value>) {
         // "2: eth0@if5: <BROADCAST,...> mtu 1500 ... link/ether aa:bb:..."
         let mut parts = line.split_whitespace();
         let Some(name) = parts.nth(1) else { continue };
-        let name = name.trim_end_matches(':').split('@').next().unwrap_or("").to_owned();
+        let name = name
+            .trim_end_matches(':')
+            .split('@')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         let words: Vec<&str> = line.split_whitespace().collect();
-        let mtu = words.iter().position(|w| *w == "mtu").and_then(|i| words.get(i + 1)).and_then(|m| m.parse::<u64>().ok());
-        let mac = words.iter().position(|w| w.starts_with("link/")).and_then(|i| words.get(i + 1)).copied();
+        let mtu = words
+            .iter()
+            .position(|w| *w == "mtu")
+            .and_then(|i| words.get(i + 1))
+            .and_then(|m| m.parse::<u64>().ok());
+        let mac = words
+            .iter()
+            .position(|w| w.starts_with("link/"))
+            .and_then(|i| words.get(i + 1))
+            .copied();
         let active = line.contains(",UP") || line.contains("<UP");
         names.push(name.clone());
-        map.insert(name.clone(), json!({"device": name, "mtu": mtu, "macaddress": mac, "active": active}));
+        map.insert(
+            name.clone(),
+            json!({"device": name, "mtu": mtu, "macaddress": mac, "active": active}),
+        );
     }
     for line in addr.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -171,9 +229,13 @@ fn interfaces(link: &str, addr: &str) -> (Vec<String>, Map<String, Value>) {
             continue;
         }
         let dev = words[1].to_owned();
-        let Some((ip, prefix)) = words[3].split_once('/') else { continue };
+        let Some((ip, prefix)) = words[3].split_once('/') else {
+            continue;
+        };
         let prefix: u32 = prefix.parse().unwrap_or(32);
-        let entry = map.entry(dev.clone()).or_insert_with(|| json!({"device": dev}));
+        let entry = map
+            .entry(dev.clone())
+            .or_insert_with(|| json!({"device": dev}));
         if entry.get("ipv4").is_none() {
             entry["ipv4"] = json!({"address": ip, "prefix": prefix.to_string(), "netmask": netmask(prefix), "network": network(ip, prefix)});
         }
@@ -182,25 +244,44 @@ fn interfaces(link: &str, addr: &str) -> (Vec<String>, Map<String, Value>) {
 }
 
 fn netmask(prefix: u32) -> String {
-    let m: u32 = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix.min(32)) };
+    let m: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix.min(32))
+    };
     std::net::Ipv4Addr::from(m).to_string()
 }
 
 fn network(ip: &str, prefix: u32) -> String {
     let addr: std::net::Ipv4Addr = ip.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    let m: u32 = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix.min(32)) };
+    let m: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix.min(32))
+    };
     std::net::Ipv4Addr::from(u32::from(addr) & m).to_string()
 }
 
 /// `default_ipv4` from `ip -4 route get` ("1.0.0.0 via G dev D src A").
 fn default_ipv4(route: &str, ifmap: &Map<String, Value>) -> Value {
     let words: Vec<&str> = route.split_whitespace().collect();
-    let after = |k: &str| words.iter().position(|w| *w == k).and_then(|i| words.get(i + 1)).map(|s| s.to_string());
+    let after = |k: &str| {
+        words
+            .iter()
+            .position(|w| *w == k)
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.to_string())
+    };
     let Some(dev) = after("dev") else {
         return json!({});
     };
     let iface = ifmap.get(&dev).cloned().unwrap_or_else(|| json!({}));
-    let address = after("src").or_else(|| iface.pointer("/ipv4/address").and_then(Value::as_str).map(str::to_owned));
+    let address = after("src").or_else(|| {
+        iface
+            .pointer("/ipv4/address")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     let mut out = json!({
         "interface": dev,
         "alias": dev,

@@ -184,7 +184,8 @@ impl Printer {
             s => format!("{}: {host}{item}", s.word()),
         };
         let text = if r.status == Status::Failed && r.item.is_some() {
-            text.replacen("fatal:", "failed:", 1).replacen(&host, &format!("{host}{item}"), 1)
+            text.replacen("fatal:", "failed:", 1)
+                .replacen(&host, &format!("{host}{item}"), 1)
         } else {
             text
         };
@@ -206,12 +207,20 @@ impl Printer {
     /// The PLAY RECAP table.
     pub fn recap(&self, stats: &[(String, Stats)]) {
         if self.json {
-            let hosts: Map<String, Value> = stats.iter().map(|(h, s)| (h.clone(), s.to_json())).collect();
+            let hosts: Map<String, Value> = stats
+                .iter()
+                .map(|(h, s)| (h.clone(), s.to_json()))
+                .collect();
             self.event(json!({"event": "recap", "hosts": hosts}));
             return;
         }
         self.line(&Self::banner("PLAY RECAP"));
-        let width = stats.iter().map(|(h, _)| h.len()).max().unwrap_or(0).max(26);
+        let width = stats
+            .iter()
+            .map(|(h, _)| h.len())
+            .max()
+            .unwrap_or(0)
+            .max(26);
         for (host, s) in stats {
             self.line(&format!(
                 "{host:<width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
@@ -247,6 +256,9 @@ fn pretty(m: &Map<String, Value>) -> String {
 pub fn render_diff(d: &Diff) -> String {
     let diff = similar::TextDiff::from_lines(&d.before, &d.after);
     diff.unified_diff()
-        .header(&format!("before: {}", d.before_header), &format!("after: {}", d.after_header))
+        .header(
+            &format!("before: {}", d.before_header),
+            &format!("after: {}", d.after_header),
+        )
         .to_string()
 }

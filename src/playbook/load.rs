@@ -27,7 +27,8 @@ pub(crate) struct Source {
 impl Source {
     /// Reads and parses `path`.
     pub(crate) fn read(path: &Path) -> Result<Source> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let (root, positions) = parse_yaml_with_positions(&text, path)?;
         Ok(Source {
             file: Arc::new(path.to_path_buf()),
@@ -62,7 +63,10 @@ impl Source {
     }
 
     fn dir(&self) -> PathBuf {
-        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 }
 
@@ -97,7 +101,10 @@ pub fn load_playbook(path: &Path, extra_role_paths: &[PathBuf]) -> Result<Playbo
         let Value::Object(map) = item else {
             return Err(src.error(&ptr, "a play must be a mapping"));
         };
-        if let Some(inc) = map.get("import_playbook").or_else(|| map.get("ansible.builtin.import_playbook")) {
+        if let Some(inc) = map
+            .get("import_playbook")
+            .or_else(|| map.get("ansible.builtin.import_playbook"))
+        {
             let file = inc
                 .as_str()
                 .ok_or_else(|| src.error(&ptr, "import_playbook needs a file name"))?;
@@ -113,13 +120,21 @@ pub fn load_playbook(path: &Path, extra_role_paths: &[PathBuf]) -> Result<Playbo
     })
 }
 
-fn load_play(src: &Source, ptr: &str, map: &Map<String, Value>, search: &RoleSearch) -> Result<Play> {
+fn load_play(
+    src: &Source,
+    ptr: &str,
+    map: &Map<String, Value>,
+    search: &RoleSearch,
+) -> Result<Play> {
     for key in map.keys() {
         if !keywords::PLAY.contains(&key.as_str()) {
             let hint = modules::suggest(key, keywords::PLAY.iter().copied())
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
-            return Err(src.error(&format!("{ptr}/{key}"), format!("'{key}' is not a valid attribute for a play{hint}")));
+            return Err(src.error(
+                &format!("{ptr}/{key}"),
+                format!("'{key}' is not a valid attribute for a play{hint}"),
+            ));
         }
     }
     let hosts = match map.get("hosts") {
@@ -159,7 +174,11 @@ fn load_play(src: &Source, ptr: &str, map: &Map<String, Value>, search: &RoleSea
     let mut all_handlers = std::mem::take(&mut loader.handlers);
     all_handlers.append(&mut handlers);
     Ok(Play {
-        name: map.get("name").and_then(Value::as_str).unwrap_or(&hosts).to_owned(),
+        name: map
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(&hosts)
+            .to_owned(),
         hosts,
         vars,
         vars_files: match map.get("vars_files") {
@@ -167,15 +186,23 @@ fn load_play(src: &Source, ptr: &str, map: &Map<String, Value>, search: &RoleSea
             Some(v @ Value::String(_)) => vec![v.clone()],
             _ => Vec::new(),
         },
-        gather_facts: map.get("gather_facts").and_then(modules::args::to_bool).unwrap_or(true),
+        gather_facts: map
+            .get("gather_facts")
+            .and_then(modules::args::to_bool)
+            .unwrap_or(true),
         inherit,
         serial: match map.get("serial") {
             Some(Value::Array(v)) => v.clone(),
             Some(v) => vec![v.clone()],
             None => Vec::new(),
         },
-        any_errors_fatal: map.get("any_errors_fatal").and_then(modules::args::to_bool).unwrap_or(false),
-        max_fail_percentage: map.get("max_fail_percentage").and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok())),
+        any_errors_fatal: map
+            .get("any_errors_fatal")
+            .and_then(modules::args::to_bool)
+            .unwrap_or(false),
+        max_fail_percentage: map
+            .get("max_fail_percentage")
+            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok())),
         pre_tasks,
         tasks,
         post_tasks,
@@ -196,7 +223,11 @@ pub(crate) fn expand_role(
         .roles
         .find(&used.name)
         .map_err(|e| src.error(ptr, e.to_string()))?;
-    let key = format!("{}|{}", role.path.display(), serde_json::to_string(&used.params).unwrap_or_default());
+    let key = format!(
+        "{}|{}",
+        role.path.display(),
+        serde_json::to_string(&used.params).unwrap_or_default()
+    );
     if !loader.seen_roles.insert(key) {
         return Ok(Vec::new());
     }
@@ -208,7 +239,13 @@ pub(crate) fn expand_role(
     }
     let mut tasks = Vec::new();
     for (i, dep) in role.dependencies.iter().enumerate() {
-        tasks.extend(expand_role(&role.meta_source()?, &format!("/dependencies/{i}"), dep, &inherit, loader)?);
+        tasks.extend(expand_role(
+            &role.meta_source()?,
+            &format!("/dependencies/{i}"),
+            dep,
+            &inherit,
+            loader,
+        )?);
     }
     let scope = Arc::new(RoleScope {
         name: role.name.clone(),
@@ -219,7 +256,12 @@ pub(crate) fn expand_role(
     });
     let tasks_file = role.tasks_file(used.tasks_from.as_deref());
     if let Some(file) = tasks_file {
-        tasks.extend(load_task_file(&file, &inherit, Some(scope.clone()), loader)?);
+        tasks.extend(load_task_file(
+            &file,
+            &inherit,
+            Some(scope.clone()),
+            loader,
+        )?);
     }
     if let Some(file) = role.handlers_file() {
         let handlers = load_task_file(&file, &inherit, Some(scope), loader)?;
@@ -265,7 +307,12 @@ fn parse_tasks(
 }
 
 /// The keywords of a task/block merged over the inherited ones.
-fn inherited(src: &Source, ptr: &str, map: &Map<String, Value>, outer: &Inherited) -> Result<Inherited> {
+fn inherited(
+    src: &Source,
+    ptr: &str,
+    map: &Map<String, Value>,
+    outer: &Inherited,
+) -> Result<Inherited> {
     let mut inh = outer.clone();
     if let Some(v) = map.get("become") {
         inh.escalate = modules::args::to_bool(v);
@@ -279,7 +326,12 @@ fn inherited(src: &Source, ptr: &str, map: &Map<String, Value>, outer: &Inherite
             Value::String(_) => {
                 inh.environment.insert("__template__".into(), v.clone());
             }
-            _ => return Err(src.error(&format!("{ptr}/environment"), "environment must be a mapping")),
+            _ => {
+                return Err(src.error(
+                    &format!("{ptr}/environment"),
+                    "environment must be a mapping",
+                ))
+            }
         }
     }
     if let Some(v) = map.get("check_mode") {
@@ -321,7 +373,10 @@ fn parse_task(
     if map.contains_key("block") {
         for key in map.keys() {
             if !keywords::BLOCK.contains(&key.as_str()) {
-                return Err(src.error(&format!("{ptr}/{key}"), format!("'{key}' is not a valid attribute for a block")));
+                return Err(src.error(
+                    &format!("{ptr}/{key}"),
+                    format!("'{key}' is not a valid attribute for a block"),
+                ));
             }
         }
         // Block conditions and vars apply to every task inside.
@@ -330,7 +385,14 @@ fn parse_task(
         let part = |key: &str, loader: &mut PlayLoader| -> Result<Vec<Task>> {
             match map.get(key) {
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(v) => parse_tasks(src, &format!("{ptr}/{key}"), v, &inherit, role.clone(), loader),
+                Some(v) => parse_tasks(
+                    src,
+                    &format!("{ptr}/{key}"),
+                    v,
+                    &inherit,
+                    role.clone(),
+                    loader,
+                ),
             }
         };
         let block = part("block", loader)?;
@@ -338,7 +400,11 @@ fn parse_task(
         let always = part("always", loader)?;
         return Ok(vec![Task {
             name,
-            action: Action::Block { block, rescue, always },
+            action: Action::Block {
+                block,
+                rescue,
+                always,
+            },
             when: Vec::new(),
             looping: None,
             loop_control: Map::new(),
@@ -362,12 +428,20 @@ fn parse_task(
         .keys()
         .filter(|k| !keywords::TASK.contains(&k.as_str()) && !keywords::is_loop(k))
         .collect();
-    let (mut module, mut args) = if let Some(a) = map.get("action").or_else(|| map.get("local_action")) {
+    let (mut module, mut args) = if let Some(a) =
+        map.get("action").or_else(|| map.get("local_action"))
+    {
         if !actions.is_empty() {
-            return Err(src.error(ptr, format!("conflicting action statements: action, {}", actions[0])));
+            return Err(src.error(
+                ptr,
+                format!("conflicting action statements: action, {}", actions[0]),
+            ));
         }
         let text = modules::args::to_string(a).unwrap_or_default();
-        let (m, rest) = text.trim().split_once(char::is_whitespace).unwrap_or((text.trim(), ""));
+        let (m, rest) = text
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((text.trim(), ""));
         if map.contains_key("local_action") {
             inherit.delegate_to = Some(Value::String("localhost".into()));
         }
@@ -408,7 +482,9 @@ fn parse_task(
                 }
             }
             if short == "import_tasks" {
-                let fname = file.as_str().ok_or_else(|| src.error(&aptr, "import_tasks needs a file name"))?;
+                let fname = file
+                    .as_str()
+                    .ok_or_else(|| src.error(&aptr, "import_tasks needs a file name"))?;
                 if fname.contains("{{") {
                     return Err(src.error(&aptr, "import_tasks is static: its file name cannot be templated (use include_tasks)"));
                 }
@@ -432,10 +508,15 @@ fn parse_task(
             let Value::Object(m) = &args else {
                 return Err(src.error(&aptr, format!("{short} needs 'name:'")));
             };
-            let role_name = m.get("name").cloned().ok_or_else(|| src.error(&aptr, format!("{short} needs 'name:'")))?;
+            let role_name = m
+                .get("name")
+                .cloned()
+                .ok_or_else(|| src.error(&aptr, format!("{short} needs 'name:'")))?;
             let tasks_from = m.get("tasks_from").and_then(modules::args::to_string);
             if short == "import_role" {
-                let rname = role_name.as_str().ok_or_else(|| src.error(&aptr, "import_role needs a role name"))?;
+                let rname = role_name
+                    .as_str()
+                    .ok_or_else(|| src.error(&aptr, "import_role needs a role name"))?;
                 let used = RoleUse {
                     name: rname.to_owned(),
                     params: vars,
@@ -448,7 +529,11 @@ fn parse_task(
             }
             return Ok(vec![dynamic(
                 name,
-                Action::IncludeRole { name: role_name, tasks_from, params: vars },
+                Action::IncludeRole {
+                    name: role_name,
+                    tasks_from,
+                    params: vars,
+                },
                 map,
                 when,
                 inherit,
@@ -466,7 +551,10 @@ fn parse_task(
         let hint = modules::suggest(&short, names)
             .map(|s| format!(". Did you mean '{s}'?"))
             .unwrap_or_default();
-        return Err(src.error(ptr, format!("couldn't resolve module/action '{module}'{hint}")));
+        return Err(src.error(
+            ptr,
+            format!("couldn't resolve module/action '{module}'{hint}"),
+        ));
     }
     if let Value::String(text) = &args {
         let only = matches!(short.as_str(), "command" | "shell").then_some(FREE_FORM_KEYS);
@@ -502,7 +590,15 @@ fn parse_task(
         }
     }
     module = module.trim().to_owned();
-    let mut task = dynamic(name, Action::Module { name: module, args }, map, when, inherit, role, origin);
+    let mut task = dynamic(
+        name,
+        Action::Module { name: module, args },
+        map,
+        when,
+        inherit,
+        role,
+        origin,
+    );
     task.vars = vars;
     Ok(vec![task])
 }
@@ -526,7 +622,11 @@ fn dynamic(
         action,
         when,
         looping,
-        loop_control: map.get("loop_control").and_then(Value::as_object).cloned().unwrap_or_default(),
+        loop_control: map
+            .get("loop_control")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         register: map.get("register").and_then(modules::args::to_string),
         changed_when: map.get("changed_when").map(|v| condition_list(Some(v))),
         failed_when: map.get("failed_when").map(|v| condition_list(Some(v))),
@@ -593,7 +693,11 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
     match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.iter().filter_map(modules::args::to_string).collect(),
-        Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect(),
         Some(v) => modules::args::to_string(v).into_iter().collect(),
     }
 }
@@ -622,7 +726,11 @@ pub fn load_include(
             load_task_file(&path, &inherit, t.role.clone(), &mut loader)
                 .with_context(|| format!("included at {}", t.origin))
         }
-        Action::IncludeRole { name, tasks_from, params } => {
+        Action::IncludeRole {
+            name,
+            tasks_from,
+            params,
+        } => {
             let used = RoleUse {
                 name: render(name)?,
                 params: params.clone(),

@@ -30,7 +30,13 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.pos.line, self.pos.col)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col
+        )
     }
 }
 

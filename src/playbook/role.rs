@@ -20,7 +20,9 @@ impl RoleSearch {
     pub fn new(playbook_dir: &Path, extra: &[PathBuf]) -> Self {
         let mut paths = vec![playbook_dir.join("roles"), playbook_dir.to_path_buf()];
         paths.extend(extra.iter().cloned());
-        if let Some(env) = std::env::var_os("DUSTSTACK_ROLES_PATH").or_else(|| std::env::var_os("ANSIBLE_ROLES_PATH")) {
+        if let Some(env) = std::env::var_os("DUSTSTACK_ROLES_PATH")
+            .or_else(|| std::env::var_os("ANSIBLE_ROLES_PATH"))
+        {
             paths.extend(std::env::split_paths(&env));
         }
         paths.push(PathBuf::from("roles"));
@@ -39,7 +41,11 @@ impl RoleSearch {
             Some(path) => Role::load(name, &path),
             None => bail!(
                 "the role '{name}' was not found in {}",
-                self.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
+                self.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
             ),
         }
     }
@@ -74,7 +80,10 @@ impl Role {
             let src = Source::read(&meta)?;
             if let Some(Value::Array(deps)) = src.root.get("dependencies") {
                 for (i, d) in deps.iter().enumerate() {
-                    dependencies.push(RoleUse::parse(d).map_err(|e| src.error(&format!("/dependencies/{i}"), e.to_string()))?);
+                    dependencies
+                        .push(RoleUse::parse(d).map_err(|e| {
+                            src.error(&format!("/dependencies/{i}"), e.to_string())
+                        })?);
                 }
             }
         }
@@ -94,9 +103,13 @@ impl Role {
     pub fn tasks_file(&self, from: Option<&str>) -> Option<PathBuf> {
         let dir = self.path.join("tasks");
         match from {
-            Some(f) => [dir.join(f), dir.join(format!("{f}.yml")), dir.join(format!("{f}.yaml"))]
-                .into_iter()
-                .find(|p| p.is_file()),
+            Some(f) => [
+                dir.join(f),
+                dir.join(format!("{f}.yml")),
+                dir.join(format!("{f}.yaml")),
+            ]
+            .into_iter()
+            .find(|p| p.is_file()),
             None => main_file(&dir),
         }
     }
@@ -107,7 +120,8 @@ impl Role {
     }
 
     pub(crate) fn meta_source(&self) -> Result<Source> {
-        let meta = main_file(&self.path.join("meta")).ok_or_else(|| anyhow!("role {} has no meta/main.yml", self.name))?;
+        let meta = main_file(&self.path.join("meta"))
+            .ok_or_else(|| anyhow!("role {} has no meta/main.yml", self.name))?;
         Source::read(&meta)
     }
 }
@@ -163,7 +177,9 @@ impl RoleUse {
                             v => used.when.push(v.clone()),
                         },
                         "tags" => match val {
-                            Value::Array(items) => used.tags.extend(items.iter().filter_map(to_string)),
+                            Value::Array(items) => {
+                                used.tags.extend(items.iter().filter_map(to_string))
+                            }
                             v => used.tags.extend(to_string(v)),
                         },
                         "become" => used.escalate = to_bool(val),
