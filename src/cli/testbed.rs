@@ -8,8 +8,6 @@ use anyhow::Result;
 
 use crate::testbed::{self, TestBed};
 
-/// Namespace prefix of the test bed made by this command.
-pub const PREFIX: &str = "dslab";
 
 /// Flags of `duststack testbed`.
 #[derive(Debug, clap::Args)]
@@ -30,24 +28,30 @@ pub enum TestbedAction {
         /// Where keys, known_hosts, the inventory and host workdirs go.
         #[arg(long, default_value = "/var/tmp/duststack-testbed")]
         dir: PathBuf,
+        /// Prefix of the network namespaces (`<name>-ctl` is the control namespace).
+        #[arg(long, default_value = "dslab")]
+        name: String,
     },
     /// Stop the hosts and remove their namespaces and files.
     Down {
         /// The directory given to `up`.
         #[arg(long, default_value = "/var/tmp/duststack-testbed")]
         dir: PathBuf,
+        /// The name given to `up`.
+        #[arg(long, default_value = "dslab")]
+        name: String,
     },
 }
 
 /// Runs `duststack testbed`.
 pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
     match &args.action {
-        TestbedAction::Up { hosts, dir } => {
-            let removed = testbed::destroy(PREFIX)?;
+        TestbedAction::Up { hosts, dir, name } => {
+            let removed = testbed::destroy(name)?;
             if !removed.is_empty() {
                 eprintln!("removed an earlier test bed ({} namespaces)", removed.len());
             }
-            let mut bed = TestBed::start_in(*hosts, dir, PREFIX)?;
+            let mut bed = TestBed::start_in(*hosts, dir, name)?;
             bed.keep = true;
             println!("{:<8} {:<12} {}", "HOST", "ADDRESS", "WORKDIR");
             for h in &bed.hosts {
@@ -62,8 +66,8 @@ pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        TestbedAction::Down { dir } => {
-            let removed = testbed::destroy(PREFIX)?;
+        TestbedAction::Down { dir, name } => {
+            let removed = testbed::destroy(name)?;
             if dir.join("inventory.ini").exists() {
                 std::fs::remove_dir_all(dir)?;
             }
