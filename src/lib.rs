@@ -6,5 +6,6 @@
 //! hosts in parallel ([`exec`]).
 
 pub mod data;
+pub mod inventory;
 pub mod cli;
 pub mod connection;
