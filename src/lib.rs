@@ -3,7 +3,7 @@
 //! The engine reads Ansible-compatible inventories ([`inventory`]), loads plays and roles
 //! ([`playbook`]), renders Jinja templates with Ansible's filters ([`template`]), and runs
 //! modules ([`modules`]) over one reused SSH connection per host ([`connection`]),
-//! hosts in parallel ([`exec`]).
+//! hosts in parallel ([`exec`]), printing through one printer ([`output`]).
 
 pub mod cli;
 pub mod connection;
