@@ -8,3 +8,4 @@
 pub mod data;
 pub mod cli;
 pub mod connection;
+pub mod template;
