@@ -1,6 +1,6 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{command, Module};
+use super::{command, copy, Module};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -17,6 +17,8 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("command", &command::Command),
         ("shell", &command::Shell),
         ("raw", &command::Raw),
+        ("copy", &copy::Copy),
+        ("template", &copy::Template),
     ]
 }
 
