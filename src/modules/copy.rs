@@ -146,7 +146,15 @@ pub async fn place(
                 out.data.insert("backup_file".into(), b.into());
             }
         }
-        write_validated(ctx, &dest, content, cur.as_ref(), p).await?;
+        write_validated(
+            ctx,
+            &dest,
+            content,
+            cur.as_ref(),
+            p.attrs.mode,
+            p.validate.as_deref(),
+        )
+        .await?;
         out.changed = true;
     }
     // A new file already got its mode on write; other attributes still need applying.
@@ -174,22 +182,24 @@ pub async fn place(
     Ok(out)
 }
 
-/// Writes `content` to `dest`, through a validated temporary file when `p.validate` is set.
-async fn write_validated(
+/// Writes `content` to `dest` (keeping an existing file's attributes), through a temporary file
+/// checked by `validate` (`%s` = its path) when given. Skipped in check mode.
+pub async fn write_validated(
     ctx: &Ctx<'_>,
     dest: &str,
     content: &[u8],
     cur: Option<&FileState>,
-    p: &Placement,
+    mode: Option<u32>,
+    validate: Option<&str>,
 ) -> Result<()> {
-    let Some(validate) = &p.validate else {
-        return attrs::replace_content(ctx, dest, content, cur, p.attrs.mode).await;
+    let Some(validate) = validate else {
+        return attrs::replace_content(ctx, dest, content, cur, mode).await;
     };
     if ctx.check {
         return Ok(());
     }
     let tmp = format!("{dest}.duststack-validate.tmp");
-    attrs::replace_content(ctx, &tmp, content, cur, p.attrs.mode).await?;
+    attrs::replace_content(ctx, &tmp, content, cur, mode).await?;
     let cmd = validate.replace("%s", &quote(&tmp));
     let out = ctx.read(&cmd).await?;
     if out.rc != 0 {
@@ -206,16 +216,22 @@ async fn write_validated(
     Ok(())
 }
 
-async fn check_parent(ctx: &Ctx<'_>, dest: &str) -> Result<()> {
-    let parent = match dest.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) => "/".to_owned(),
-        Some((d, _)) => d.to_owned(),
-        None => ".".to_owned(),
-    };
+/// Fails when the directory that would hold `dest` does not exist.
+pub async fn check_parent(ctx: &Ctx<'_>, dest: &str) -> Result<()> {
+    let parent = parent_dir(dest);
     if ctx.read(&format!("test -d {}", quote(&parent))).await?.rc != 0 {
         bail!("Destination directory {parent} does not exist");
     }
     Ok(())
+}
+
+/// The directory part of `path` (`/` for top-level, `.` for a bare name).
+pub fn parent_dir(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/".to_owned(),
+        Some((d, _)) => d.to_owned(),
+        None => ".".to_owned(),
+    }
 }
 
 /// A content diff when both sides are text and small enough.

@@ -10,6 +10,7 @@ pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod edit;
 pub mod file;
 pub mod firewalld;
 pub mod get_url;

@@ -1,6 +1,6 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{command, copy, Module};
+use super::{blockinfile, command, copy, lineinfile, Module};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -19,6 +19,8 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("raw", &command::Raw),
         ("copy", &copy::Copy),
         ("template", &copy::Template),
+        ("lineinfile", &lineinfile::LineInFile),
+        ("blockinfile", &blockinfile::BlockInFile),
     ]
 }
 
