@@ -1,6 +1,6 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{blockinfile, command, copy, lineinfile, Module};
+use super::{blockinfile, command, copy, file, lineinfile, stat, Module};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -21,6 +21,10 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("template", &copy::Template),
         ("lineinfile", &lineinfile::LineInFile),
         ("blockinfile", &blockinfile::BlockInFile),
+        ("file", &file::File),
+        ("stat", &stat::Stat),
+        ("slurp", &stat::Slurp),
+        ("fetch", &stat::Fetch),
     ]
 }
 
