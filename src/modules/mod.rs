@@ -5,8 +5,29 @@
 //! alters a host, so check mode (`--check`) is honoured in one spot. Reads ([`Ctx::read`]) always run.
 
 pub mod args;
+pub mod attrs;
+pub mod authorized_key;
+pub mod blockinfile;
 pub mod command;
+pub mod copy;
+pub mod edit;
+pub mod file;
+pub mod firewalld;
+pub mod get_url;
+pub mod hostname;
+pub mod lineinfile;
+pub mod modprobe;
+pub mod mount;
+pub mod package;
 pub mod registry;
+pub mod stat;
+pub mod sysctl;
+pub mod systemd;
+#[cfg(test)]
+pub mod testing;
+pub mod ufw;
+pub mod user;
+pub mod wait_for;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +60,27 @@ pub struct Diff {
     pub before: String,
     /// New content.
     pub after: String,
+}
+
+impl Diff {
+    /// A before/after pair of file contents labelled with `path`, as Ansible's file diffs.
+    pub fn text(path: &str, before: &str, after: &str) -> Self {
+        Diff {
+            before_header: path.to_owned(),
+            after_header: path.to_owned(),
+            before: before.to_owned(),
+            after: after.to_owned(),
+        }
+    }
+
+    /// A before/after pair of the `state` of `path` (`absent`, `file`, `directory`, …), as `file` shows it.
+    pub fn state(path: &str, before: &str, after: &str) -> Self {
+        Diff::text(
+            path,
+            &format!("path: {path}\nstate: {before}\n"),
+            &format!("path: {path}\nstate: {after}\n"),
+        )
+    }
 }
 
 /// What a module did (or, in check mode, would do).
@@ -109,7 +151,7 @@ pub struct Ctx<'a> {
     pub render: RenderFn<'a>,
     /// Facts already gathered for the host (`ansible_facts`), possibly empty.
     pub facts: &'a Map<String, Value>,
-    /// The host's inventory name (`fetch` stores files under it).
+    /// The host's inventory name (`inventory_hostname`), e.g. for `fetch`'s local paths.
     pub inventory_hostname: &'a str,
 }
 
@@ -215,6 +257,35 @@ impl Ctx<'_> {
                 out.stderr_str().trim()
             ))),
         }
+    }
+
+    /// Runs a changing command (skipped in check mode, returning `false`); a non-zero exit is an
+    /// error carrying the command's stderr.
+    pub async fn apply(&self, command: &str) -> anyhow::Result<bool> {
+        match self.change(command).await? {
+            None => Ok(false),
+            Some(out) if out.rc == 0 => Ok(true),
+            Some(out) => anyhow::bail!(
+                "command failed (rc={}): {}: {}",
+                out.rc,
+                command,
+                out.stderr_str().trim()
+            ),
+        }
+    }
+
+    /// Runs an inspecting command that must succeed; returns its stdout.
+    pub async fn read_ok(&self, command: &str) -> anyhow::Result<String> {
+        let out = self.read(command).await?;
+        if out.rc != 0 {
+            anyhow::bail!(
+                "command failed (rc={}): {}: {}",
+                out.rc,
+                command,
+                out.stderr_str().trim()
+            );
+        }
+        Ok(out.stdout_str())
     }
 
     /// Finds a local file for `src:` in the search paths (absolute paths are used as they are).

@@ -1,6 +1,6 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{command, Module};
+use super::{blockinfile, command, copy, file, lineinfile, stat, Module};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -17,6 +17,14 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("command", &command::Command),
         ("shell", &command::Shell),
         ("raw", &command::Raw),
+        ("copy", &copy::Copy),
+        ("template", &copy::Template),
+        ("lineinfile", &lineinfile::LineInFile),
+        ("blockinfile", &blockinfile::BlockInFile),
+        ("file", &file::File),
+        ("stat", &stat::Stat),
+        ("slurp", &stat::Slurp),
+        ("fetch", &stat::Fetch),
     ]
 }
 
