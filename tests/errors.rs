@@ -71,7 +71,7 @@ fn unknown_module_suggests_the_closest() {
     assert_error(
         "unknown_module.yml",
         "inventory.ini",
-        "unknown_module.yml:10:",
+        "unknown_module.yml:10:7",
         &["copyy", "Did you mean 'copy'"],
     );
 }
@@ -81,7 +81,7 @@ fn unknown_parameter_suggests_the_closest() {
     assert_error(
         "bad_param.yml",
         "inventory.ini",
-        "bad_param.yml:12:",
+        "bad_param.yml:12:9",
         &["contnet", "content"],
     );
 }
@@ -101,7 +101,7 @@ fn unknown_play_keyword() {
     assert_error(
         "bad_play_key.yml",
         "inventory.ini",
-        "bad_play_key.yml:2:",
+        "bad_play_key.yml:2:3",
         &["hostz", "hosts"],
     );
 }

@@ -12,8 +12,12 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::{SourceError, SourcePos};
 
-/// Node positions keyed by JSON pointer (`""` is the document, `"/0/tasks/3"` a nested node).
+/// Node positions keyed by JSON pointer (`""` is the document, `"/0/tasks/3"` a nested node);
+/// a mapping key's own position is under its value's pointer plus [`KEY_SUFFIX`].
 pub type Positions = HashMap<String, SourcePos>;
+
+/// Suffix of the pointer under which a mapping key's position is recorded (`/0/hosts#key`).
+pub const KEY_SUFFIX: &str = "#key";
 
 /// Parses the first document of `text` (an empty stream is `null`).
 pub fn parse_yaml(text: &str, file: &Path) -> Result<Value, SourceError> {
@@ -313,9 +317,12 @@ impl Builder<'_> {
                 continue;
             }
             let key_value = self.node(format!("{pointer}/\u{0}key"))?;
-            self.positions.remove(&format!("{pointer}/\u{0}key"));
+            let key_pos = self.positions.remove(&format!("{pointer}/\u{0}key"));
             let key = self.key_string(key_value, &key_mark)?;
             let child = format!("{pointer}/{}", escape_pointer(&key));
+            if let Some(pos) = key_pos {
+                self.positions.insert(format!("{child}{KEY_SUFFIX}"), pos);
+            }
             let value = self.node(child)?;
             own.push((key, value));
         }

@@ -178,9 +178,13 @@ impl Printer {
         let text = match r.status {
             Status::Failed => format!("fatal: {host}: FAILED! => {}", compact(r.result)),
             Status::Unreachable => format!("fatal: {host}: UNREACHABLE! => {}", compact(r.result)),
-            s if r.show_result || self.verbosity > 0 => {
-                format!("{}: {host}{item} => {}", s.word(), pretty(r.result))
+            s if r.show_result && self.verbosity == 0 => {
+                // Like Ansible's default callback: debug/assert output without the bookkeeping keys.
+                let mut shown = r.result.clone();
+                shown.remove("changed");
+                format!("{}: {host}{item} => {}", s.word(), pretty(&shown))
             }
+            s if self.verbosity > 0 => format!("{}: {host}{item} => {}", s.word(), pretty(r.result)),
             s => format!("{}: {host}{item}", s.word()),
         };
         let text = if r.status == Status::Failed && r.item.is_some() {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
-use super::keywords;
+use super::{keywords, syntax};
 use super::role::{RoleSearch, RoleUse};
 use super::{Action, Inherited, Origin, Play, Playbook, RoleScope, Task};
-use crate::data::yaml::{parse_yaml_with_positions, Positions};
+use crate::data::yaml::{parse_yaml_with_positions, Positions, KEY_SUFFIX};
 use crate::data::{SourceError, SourcePos};
 use crate::modules::args::parse_free_form;
 use crate::modules::{self, command::FREE_FORM_KEYS};
@@ -132,7 +132,7 @@ fn load_play(
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
             return Err(src.error(
-                &format!("{ptr}/{key}"),
+                &format!("{ptr}/{key}{KEY_SUFFIX}"),
                 format!("'{key}' is not a valid attribute for a play{hint}"),
             ));
         }
@@ -374,7 +374,7 @@ fn parse_task(
         for key in map.keys() {
             if !keywords::BLOCK.contains(&key.as_str()) {
                 return Err(src.error(
-                    &format!("{ptr}/{key}"),
+                    &format!("{ptr}/{key}{KEY_SUFFIX}"),
                     format!("'{key}' is not a valid attribute for a block"),
                 ));
             }
@@ -467,6 +467,7 @@ fn parse_task(
     };
     let short = modules::registry::short_name(&module).to_owned();
     let aptr = format!("{ptr}/{module}");
+    check_templates(src, ptr, map)?;
 
     // Static imports expand now.
     match short.as_str() {
@@ -552,7 +553,7 @@ fn parse_task(
             .map(|s| format!(". Did you mean '{s}'?"))
             .unwrap_or_default();
         return Err(src.error(
-            ptr,
+            &format!("{aptr}{KEY_SUFFIX}"),
             format!("couldn't resolve module/action '{module}'{hint}"),
         ));
     }
@@ -583,7 +584,7 @@ fn parse_task(
                     .map(|s| format!(" Did you mean '{s}'?"))
                     .unwrap_or_default();
                 return Err(src.error(
-                    &format!("{aptr}/{key}"),
+                    &format!("{aptr}/{key}{KEY_SUFFIX}"),
                     format!("Unsupported parameter for ({short}) module: {key}.{hint}"),
                 ));
             }
@@ -601,6 +602,27 @@ fn parse_task(
     );
     task.vars = vars;
     Ok(vec![task])
+}
+
+/// Template and conditional syntax of a task, checked before anything runs.
+fn check_templates(src: &Source, ptr: &str, map: &Map<String, Value>) -> Result<()> {
+    for (key, value) in map {
+        let kptr = format!("{ptr}/{key}");
+        let checked = match key.as_str() {
+            "when" | "changed_when" | "failed_when" | "until" => match value {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(i, c)| syntax::check_condition(c, &format!("{kptr}/{i}"))),
+                v => syntax::check_condition(v, &kptr),
+            },
+            _ => syntax::check_value(value, &kptr),
+        };
+        if let Err(e) = checked {
+            return Err(src.error(&e.ptr, e.message));
+        }
+    }
+    Ok(())
 }
 
 /// Builds a task from its keywords (shared by modules and includes).

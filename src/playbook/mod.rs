@@ -7,6 +7,7 @@
 pub mod keywords;
 pub mod load;
 pub mod role;
+pub mod syntax;
 
 use std::fmt;
 use std::path::PathBuf;
