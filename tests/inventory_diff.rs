@@ -4,7 +4,8 @@
 //!
 //! A case folder holds its source as `inv`, `inv.yml`, `inv.yaml`, `inv.json` or `inv.ini`
 //! (file or directory), or a `sources` file listing several (one per line). An optional `host`
-//! file names a host (pattern) to compare with `--host`.
+//! file names a host (pattern) to compare with `--host`; an optional `limit` file a pattern for
+//! `--list --limit`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -111,6 +112,15 @@ fn check_case(case: &Path, home: &Path) -> Vec<String> {
         .map(|h| h.trim().to_owned());
     if let Some(h) = &host {
         runs.push((format!("--host {h}"), vec!["--host", h.as_str()]));
+    }
+    let limit = std::fs::read_to_string(case.join("limit"))
+        .ok()
+        .map(|l| l.trim().to_owned());
+    if let Some(l) = &limit {
+        runs.push((
+            format!("--list --limit {l}"),
+            vec!["--list", "--limit", l.as_str()],
+        ));
     }
     for (label, args) in runs {
         let a = ansible(&srcs, &args, home);
