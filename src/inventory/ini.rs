@@ -240,9 +240,8 @@ pub fn split_host_port(pattern: &str) -> (String, Option<u16>) {
     }
     if port.is_some() && valid_address(&address) {
         (address, port)
-    } else if valid_address(pattern) || port.is_none() {
-        (pattern.to_owned(), None)
     } else {
+        // Not a recognisable address: Ansible keeps the whole text as the host name.
         (pattern.to_owned(), None)
     }
 }

@@ -449,16 +449,18 @@ impl Inventory {
         };
         let groups = self.sorted_groups(host);
         let play_dirs: Vec<&Path> = playbook_dir.into_iter().collect();
+        // Ansible's VARIABLE_PRECEDENCE: all_inventory, groups_inventory, all_plugins_inventory,
+        // all_plugins_play, groups_plugins_inventory, groups_plugins_play.
         let mut vars = Map::new();
         merge(&mut vars, self.groups["all"].vars.clone());
+        for g in &groups {
+            merge(&mut vars, self.groups[g].vars.clone());
+        }
         for dir in &self.var_dirs {
             merge(&mut vars, vars_dirs::load_vars(dir, Entity::Group, "all")?);
         }
         for dir in &play_dirs {
             merge(&mut vars, vars_dirs::load_vars(dir, Entity::Group, "all")?);
-        }
-        for g in &groups {
-            merge(&mut vars, self.groups[g].vars.clone());
         }
         for dir in &self.var_dirs {
             for g in &groups {
