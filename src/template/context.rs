@@ -69,7 +69,10 @@ impl LazyVars {
                     chain.push(name.to_string());
                     let err = TemplateError::new(
                         TemplateErrorKind::Recursion,
-                        format!("recursive loop detected in template: {}", chain.join(" -> ")),
+                        format!(
+                            "recursive loop detected in template: {}",
+                            chain.join(" -> ")
+                        ),
                     );
                     return Some(Value::from(err.into_mj()));
                 }

@@ -20,7 +20,9 @@ pub(crate) fn to_mj(v: &Json) -> Value {
         }
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(items) => Value::from(items.iter().map(to_mj).collect::<Vec<_>>()),
-        Json::Object(map) => Value::from_pairs(map.iter().map(|(k, x)| (Value::from(k.as_str()), to_mj(x)))),
+        Json::Object(map) => {
+            Value::from_pairs(map.iter().map(|(k, x)| (Value::from(k.as_str()), to_mj(x))))
+        }
     }
 }
 
@@ -104,7 +106,11 @@ pub(crate) fn py_float(f: f64) -> String {
     if f.is_nan() {
         "nan".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "inf".into() } else { "-inf".into() }
+        if f > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if f.fract() == 0.0 && f.abs() < 1e16 {
         format!("{f:.1}")
     } else {
@@ -114,7 +120,11 @@ pub(crate) fn py_float(f: f64) -> String {
 
 /// Python's `repr(str)`: single quotes unless the text holds a single quote and no double quote.
 pub(crate) fn py_quote(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -127,7 +137,9 @@ pub(crate) fn py_quote(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -253,7 +265,11 @@ pub(crate) fn ansible_bool(v: &Value) -> bool {
     match v.kind() {
         ValueKind::Bool => v.is_true(),
         ValueKind::String => matches!(
-            v.as_str().unwrap_or_default().trim().to_ascii_lowercase().as_str(),
+            v.as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+                .as_str(),
             "yes" | "on" | "1" | "true" | "y" | "t"
         ),
         ValueKind::Number => f64::try_from(v.clone()).map(|f| f == 1.0).unwrap_or(false),

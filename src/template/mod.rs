@@ -103,8 +103,9 @@ impl Templar {
             if context::capture(value) {
                 return Ok(());
             }
-            out.write_str(&convert::py_str(value))
-                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+            out.write_str(&convert::py_str(value)).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+            })
         });
         env.set_unknown_method_callback(filters::unknown_method);
         filters::register(&mut env);
@@ -191,7 +192,11 @@ impl Templar {
     }
 
     /// Renders one string with shared variables (the engine behind `render_str`).
-    pub(crate) fn render_text_in(&self, vars: &Arc<LazyVars>, text: &str) -> Result<Value, TemplateError> {
+    pub(crate) fn render_text_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        text: &str,
+    ) -> Result<Value, TemplateError> {
         if !has_markers(text) {
             return Ok(Value::String(text.to_string()));
         }
@@ -215,7 +220,11 @@ impl Templar {
     }
 
     /// Evaluates an expression with shared variables.
-    pub(crate) fn evaluate_in(&self, vars: &Arc<LazyVars>, expr: &str) -> Result<Value, TemplateError> {
+    pub(crate) fn evaluate_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        expr: &str,
+    ) -> Result<Value, TemplateError> {
         if has_markers(expr) {
             return self.render_text_in(vars, expr);
         }
@@ -235,11 +244,16 @@ impl Templar {
         tmpl.render(MjValue::from_dyn_object(vars.clone()))
             .map_err(|e| self.explain(vars, &e, &source, EXPR_SHIFT))?;
         let value = frame.take_captured().unwrap_or(MjValue::from(()));
-        convert::to_json(&value).map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()))
+        convert::to_json(&value)
+            .map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()))
     }
 
     /// Renders every string inside `value` with shared variables, dropping omitted entries.
-    pub(crate) fn render_json_in(&self, vars: &Arc<LazyVars>, value: &Value) -> Result<Value, TemplateError> {
+    pub(crate) fn render_json_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        value: &Value,
+    ) -> Result<Value, TemplateError> {
         match value {
             Value::String(s) => self.render_text_in(vars, s),
             Value::Array(items) => {
@@ -276,7 +290,13 @@ impl Templar {
     }
 
     /// Turns an engine error into a `TemplateError`, naming the underlying undefined variable.
-    fn explain(&self, vars: &LazyVars, err: &minijinja::Error, source: &str, shift: usize) -> TemplateError {
+    fn explain(
+        &self,
+        vars: &LazyVars,
+        err: &minijinja::Error,
+        source: &str,
+        shift: usize,
+    ) -> TemplateError {
         let te = TemplateError::from_mj(err, source, shift);
         if te.kind == TemplateErrorKind::Undefined {
             // `'a' is undefined` where `a` exists but its own template used an undefined name:
@@ -286,10 +306,7 @@ impl Templar {
                 .strip_prefix('\'')
                 .and_then(|m| m.strip_suffix("' is undefined"))
             {
-                let root = name
-                    .split(['.', '[', ' ', '|'])
-                    .next()
-                    .unwrap_or(name);
+                let root = name.split(['.', '[', ' ', '|']).next().unwrap_or(name);
                 if let Some(reason) = vars.undefined_reason(root) {
                     return reason;
                 }
@@ -383,7 +400,10 @@ fn join_template_path<'s>(name: &'s str, parent: &'s str) -> Cow<'s, str> {
         return Cow::Owned(format!("{FILE}{name}"));
     }
     let mut candidates = Vec::new();
-    if let Some(dir) = parent.strip_prefix(FILE).and_then(|pp| Path::new(pp).parent()) {
+    if let Some(dir) = parent
+        .strip_prefix(FILE)
+        .and_then(|pp| Path::new(pp).parent())
+    {
         candidates.push(dir.join(p));
     }
     if let Some(vars) = context::current_vars() {

@@ -26,7 +26,11 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        let addr: IpAddr = a
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
         let max = bits(&addr);
         let prefix = match p {
             Some(p) => match p.parse::<u32>() {
@@ -74,7 +78,11 @@ impl Cidr {
     }
 
     fn broadcast(&self) -> IpAddr {
-        let all = if self.addr.is_ipv4() { u32::MAX as u128 } else { u128::MAX };
+        let all = if self.addr.is_ipv4() {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
         self.from_int((self.as_int() & self.mask()) | (all & !self.mask()))
     }
 
@@ -117,18 +125,34 @@ fn apply(s: &str, query: &Value, version: Option<u32>) -> Result<Option<Value>, 
         let n = i64::try_from(query.clone()).map_err(|_| fail("ipaddr: bad index"))?;
         let base = c.as_int() & c.mask();
         let size = c.size();
-        let idx = if n >= 0 { n as u128 } else { size.wrapping_sub((-n) as u128) };
+        let idx = if n >= 0 {
+            n as u128
+        } else {
+            size.wrapping_sub((-n) as u128)
+        };
         if idx >= size {
             return Ok(None);
         }
-        return Ok(Some(Value::from(format!("{}/{}", c.from_int(base + idx), c.prefix))));
+        return Ok(Some(Value::from(format!(
+            "{}/{}",
+            c.from_int(base + idx),
+            c.prefix
+        ))));
     }
-    let q = if query.is_undefined() || query.is_none() { String::new() } else { py_str(query) };
+    let q = if query.is_undefined() || query.is_none() {
+        String::new()
+    } else {
+        py_str(query)
+    };
     let out = match q.as_str() {
         "" => Value::from(s.trim()),
         "address" => {
             // A network (address == network, prefix given) is not an address, as in Ansible.
-            if c.has_prefix && c.prefix < bits(&c.addr) && c.addr == c.network() && c.prefix < bits(&c.addr) - 1 {
+            if c.has_prefix
+                && c.prefix < bits(&c.addr)
+                && c.addr == c.network()
+                && c.prefix < bits(&c.addr) - 1
+            {
                 return Ok(None);
             }
             Value::from(c.addr.to_string())
@@ -215,7 +239,12 @@ pub(crate) fn ipwrap(value: Value) -> Result<Value, Error> {
         None => s,
     };
     if value.kind() == ValueKind::Seq {
-        return Ok(Value::from(value.try_iter()?.map(|x| one(py_str(&x))).collect::<Vec<_>>()));
+        return Ok(Value::from(
+            value
+                .try_iter()?
+                .map(|x| one(py_str(&x)))
+                .collect::<Vec<_>>(),
+        ));
     }
     Ok(Value::from(one(py_str(&value))))
 }
