@@ -116,10 +116,12 @@ impl TemplateError {
                 } else {
                     format!("{kind}: {}", backticks_to_quotes(&detail))
                 };
-                if detail.contains("is undefined") {
+                if let Some(inner) = undefined_name(&detail) {
+                    // e.g. "tried to use + operator on unsupported types number and undefined
+                    // (`foo` is undefined)": Ansible just says which name is undefined.
                     return TemplateError {
                         kind: TemplateErrorKind::Undefined,
-                        message: backticks_to_quotes(&detail),
+                        message: format!("'{inner}' is undefined"),
                         line,
                         col,
                     };
@@ -136,6 +138,13 @@ impl TemplateError {
             }
         }
     }
+}
+
+/// The expression in minijinja's "`expr` is undefined" note, if any.
+fn undefined_name(detail: &str) -> Option<&str> {
+    let end = detail.find("` is undefined")?;
+    let start = detail[..end].rfind('`')? + 1;
+    Some(&detail[start..end])
 }
 
 /// minijinja names expressions in backticks (`` `foo` is undefined``); Ansible uses quotes.

@@ -11,6 +11,7 @@ mod filters;
 mod lookups;
 mod netaddr;
 mod predicates;
+mod undefined;
 mod yaml;
 
 #[cfg(test)]
@@ -292,24 +293,42 @@ impl Templar {
     /// Turns an engine error into a `TemplateError`, naming the underlying undefined variable.
     fn explain(
         &self,
-        vars: &LazyVars,
+        vars: &Arc<LazyVars>,
         err: &minijinja::Error,
         source: &str,
         shift: usize,
     ) -> TemplateError {
-        let te = TemplateError::from_mj(err, source, shift);
-        if te.kind == TemplateErrorKind::Undefined {
-            // `'a' is undefined` where `a` exists but its own template used an undefined name:
-            // report the real culprit.
-            if let Some(name) = te
-                .message
-                .strip_prefix('\'')
-                .and_then(|m| m.strip_suffix("' is undefined"))
-            {
-                let root = name.split(['.', '[', ' ', '|']).next().unwrap_or(name);
-                if let Some(reason) = vars.undefined_reason(root) {
-                    return reason;
-                }
+        let mut te = TemplateError::from_mj(err, source, shift);
+        if te.kind != TemplateErrorKind::Undefined {
+            return te;
+        }
+        if te.message.ends_with(" (in '') is undefined") || !te.message.ends_with(" is undefined") {
+            return te;
+        }
+        // Look at the whole `{{ }}`/`{% %}` around the failing span: a filter call's span may
+        // cover only the filter name.
+        let Some(range) = err.range() else {
+            return te;
+        };
+        let start = range.start.min(source.len());
+        let end = range.end.min(source.len()).max(start);
+        let open = [source[..start].rfind("{{"), source[..start].rfind("{%")]
+            .into_iter()
+            .flatten()
+            .max()
+            .map(|i| i + 2)
+            .unwrap_or(0);
+        let close = [source[end..].find("}}"), source[end..].find("%}")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|i| end + i)
+            .unwrap_or(source.len());
+        let expr = source.get(open..close).unwrap_or(&source[start..end]);
+        if let Some(better) = undefined::describe(vars, expr, source) {
+            te.message = better.message;
+            if better.kind != TemplateErrorKind::Undefined {
+                te.kind = better.kind;
             }
         }
         te

@@ -178,9 +178,20 @@ fn undefined_chains_but_fails_when_printed() {
         err(vars.clone(), "a {{ foo }} b").message,
         "'foo' is undefined"
     );
+    let msg = |text: &str| err(json!({"d": {"a": 1}, "l": [1]}), text).message;
+    let no_bar = "object of type 'dict' has no attribute 'bar'";
+    assert_eq!(msg("{{ d.bar }}"), no_bar);
+    assert_eq!(msg("{{ d['bar'].x }}"), no_bar);
+    assert_eq!(msg("{{ foo.bar }}"), "'foo' is undefined");
+    assert_eq!(msg("{{ foo | upper }}"), "'foo' is undefined");
+    assert_eq!(msg("{{ d.a + foo }}"), "'foo' is undefined");
     assert_eq!(
-        err(vars.clone(), "{{ d.bar }}").message,
-        "'d.bar' is undefined"
+        msg("{% for x in [d] %}{{ x.nope }}{% endfor %}"),
+        "'x.nope' is undefined"
+    );
+    assert_eq!(
+        msg("{{ l[5] }}"),
+        "object of type 'list' has no attribute 5"
     );
     assert_eq!(
         err(vars.clone(), "{{ foo | upper }}").kind,
