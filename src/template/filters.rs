@@ -254,7 +254,7 @@ pub(crate) fn compile_regex(
     ignorecase: bool,
     multiline: bool,
 ) -> Result<regex::Regex, Error> {
-    let pat = pattern.replace("\\Z", "\\z").replace("(?P=", "(?P=");
+    let pat = pattern.replace("\\Z", "\\z");
     regex::RegexBuilder::new(&pat)
         .case_insensitive(ignorecase)
         .multi_line(multiline)

@@ -66,7 +66,7 @@ impl Cidr {
         }
     }
 
-    fn from_int(&self, n: u128) -> IpAddr {
+    fn addr_of_int(&self, n: u128) -> IpAddr {
         match self.addr {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
@@ -74,7 +74,7 @@ impl Cidr {
     }
 
     fn network(&self) -> IpAddr {
-        self.from_int(self.as_int() & self.mask())
+        self.addr_of_int(self.as_int() & self.mask())
     }
 
     fn broadcast(&self) -> IpAddr {
@@ -83,7 +83,7 @@ impl Cidr {
         } else {
             u128::MAX
         };
-        self.from_int((self.as_int() & self.mask()) | (all & !self.mask()))
+        self.addr_of_int((self.as_int() & self.mask()) | (all & !self.mask()))
     }
 
     fn size(&self) -> u128 {
@@ -135,7 +135,7 @@ fn apply(s: &str, query: &Value, version: Option<u32>) -> Result<Option<Value>, 
         }
         return Ok(Some(Value::from(format!(
             "{}/{}",
-            c.from_int(base + idx),
+            c.addr_of_int(base + idx),
             c.prefix
         ))));
     }
@@ -160,7 +160,7 @@ fn apply(s: &str, query: &Value, version: Option<u32>) -> Result<Option<Value>, 
         "host" => Value::from(format!("{}/{}", c.addr, c.prefix)),
         "network" => Value::from(c.network().to_string()),
         "prefix" => Value::from(c.prefix),
-        "netmask" => Value::from(c.from_int(c.mask()).to_string()),
+        "netmask" => Value::from(c.addr_of_int(c.mask()).to_string()),
         "broadcast" => Value::from(c.broadcast().to_string()),
         "net" | "subnet" | "cidr" | "network/prefix" => {
             if q == "net" && c.addr != c.network() {

@@ -788,3 +788,27 @@ fn template_files() {
         .unwrap_err();
     assert!(e.message.contains("'nope' is undefined"), "{e}");
 }
+
+/// Rough throughput check: `cargo test --release --lib template::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let t = Templar::new();
+    let mut vars = serde_json::Map::new();
+    for i in 0..500 {
+        vars.insert(format!("v{i}"), json!(format!("value {i}")));
+    }
+    vars.insert("host".into(), json!("example.org"));
+    vars.insert("port".into(), json!(6443));
+    vars.insert("url".into(), json!("https://{{ host }}:{{ port }}"));
+    let s = Scope::new(vars);
+    let args = json!({"dest": "/etc/{{ host }}.conf", "mode": "0644", "content": "{{ url }}/x", "when": "plain"});
+    let n = 20_000;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        t.render_value(&args, &s).unwrap();
+        assert!(t.is_true("port > 1000 and host is defined", &s).unwrap());
+    }
+    let el = start.elapsed();
+    println!("{n} task renders in {el:?} ({:?} each)", el / n);
+}
