@@ -26,13 +26,65 @@ pub(crate) fn to_mj(v: &Json) -> Value {
     }
 }
 
-/// A minijinja value as JSON (undefined becomes null).
+/// A minijinja value as JSON. Undefined or failed items inside containers (lazy variables whose
+/// template failed) are errors, reported with the reason recorded by the current render.
 pub(crate) fn to_json(v: &Value) -> Result<Json, minijinja::Error> {
-    serde_json::to_value(v).map_err(|e| {
-        minijinja::Error::new(
-            minijinja::ErrorKind::BadSerialization,
-            format!("cannot convert value to data: {e}"),
-        )
+    Ok(match v.kind() {
+        ValueKind::Undefined => {
+            let reason = super::context::current_vars().and_then(|vars| vars.last_failure());
+            return Err(match reason {
+                Some(err) => err.into_mj(),
+                None => minijinja::Error::new(
+                    minijinja::ErrorKind::UndefinedError,
+                    super::error::UNDEFINED_OUTPUT,
+                ),
+            });
+        }
+        ValueKind::Invalid => {
+            let reason = super::context::current_vars().and_then(|vars| vars.last_failure());
+            return Err(match reason {
+                Some(err) => err.into_mj(),
+                None => {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, v.to_string())
+                }
+            });
+        }
+        ValueKind::None => Json::Null,
+        ValueKind::Bool => Json::Bool(v.is_true()),
+        ValueKind::Number => {
+            if let Ok(i) = i64::try_from(v.clone()) {
+                Json::from(i)
+            } else if let Ok(u) = u64::try_from(v.clone()) {
+                Json::from(u)
+            } else {
+                let f = f64::try_from(v.clone()).unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Json::Number)
+                    .unwrap_or(Json::Null)
+            }
+        }
+        ValueKind::String => Json::String(v.as_str().unwrap_or_default().to_string()),
+        ValueKind::Bytes => Json::String(v.to_string()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let mut out = Vec::new();
+            for item in v.try_iter()? {
+                out.push(to_json(&item)?);
+            }
+            Json::Array(out)
+        }
+        ValueKind::Map => {
+            let mut out = serde_json::Map::new();
+            for key in v.try_iter()? {
+                let item = v.get_item(&key)?;
+                let k = match key.as_str() {
+                    Some(s) => s.to_string(),
+                    None => py_str(&key),
+                };
+                out.insert(k, to_json(&item)?);
+            }
+            Json::Object(out)
+        }
+        _ => Json::String(v.to_string()),
     })
 }
 

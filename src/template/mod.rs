@@ -213,8 +213,7 @@ impl Templar {
             .map_err(|e| self.explain(vars, &e, text, 0))?;
         if native {
             if let Some(value) = frame.take_captured() {
-                return convert::to_json(&value)
-                    .map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()));
+                return convert::to_json(&value).map_err(|e| TemplateError::from_mj(&e, text, 0));
             }
         }
         Ok(Value::String(out))
@@ -245,8 +244,7 @@ impl Templar {
         tmpl.render(MjValue::from_dyn_object(vars.clone()))
             .map_err(|e| self.explain(vars, &e, &source, EXPR_SHIFT))?;
         let value = frame.take_captured().unwrap_or(MjValue::from(()));
-        convert::to_json(&value)
-            .map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()))
+        convert::to_json(&value).map_err(|e| TemplateError::from_mj(&e, &source, EXPR_SHIFT))
     }
 
     /// Renders every string inside `value` with shared variables, dropping omitted entries.

@@ -131,6 +131,47 @@ fn variables_are_templated_on_access_recursively() {
 }
 
 #[test]
+fn nested_variables_are_templated_per_item() {
+    let vars = json!({
+        "n": 2,
+        "cfg": {"ok": "{{ n * 2 }}", "broken": "{{ nothing_here }}", "list": ["{{ n }}", {"deep": "{{ n + 1 }}"}],
+                "self_ref": "{{ cfg.ok + 1 }}"},
+    });
+    // Only the items read are templated: `broken` does not spoil its siblings.
+    assert_eq!(render(vars.clone(), "{{ cfg.ok }}"), json!(4));
+    assert_eq!(render(vars.clone(), "{{ cfg.list[1].deep }}"), json!(3));
+    assert_eq!(render(vars.clone(), "{{ cfg.list[-1].deep }}"), json!(3));
+    assert_eq!(render(vars.clone(), "{{ cfg.self_ref }}"), json!(5));
+    assert_eq!(render(vars.clone(), "{{ cfg.list | length }}"), json!(2));
+    assert_eq!(
+        render(vars.clone(), "{{ cfg.broken | default('d') }}"),
+        json!("d")
+    );
+    assert_eq!(
+        render(vars.clone(), "{{ cfg.list }}"),
+        json!([2, {"deep": 3}])
+    );
+    assert_eq!(
+        err(vars.clone(), "{{ cfg.broken }}").message,
+        "'nothing_here' is undefined"
+    );
+    assert_eq!(
+        err(vars.clone(), "{{ cfg }}").message,
+        "'nothing_here' is undefined"
+    );
+    assert_eq!(
+        err(vars, "{{ cfg.nope }}").message,
+        "object of type 'dict' has no attribute 'nope'"
+    );
+    let e = err(json!({"a": {"x": "{{ a.x }}"}}), "{{ a.x }}");
+    assert!(
+        e.message
+            .contains("recursive loop detected in template: a.x -> a.x"),
+        "{e}"
+    );
+}
+
+#[test]
 fn recursive_variables_are_reported() {
     let e = err(json!({"a": "{{ b }}", "b": "x{{ a }}"}), "{{ a }}");
     assert_eq!(e.kind, TemplateErrorKind::Recursion);

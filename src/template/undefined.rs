@@ -167,9 +167,17 @@ pub(crate) fn describe(vars: &Arc<LazyVars>, expr: &str, source: &str) -> Option
         if cur.is_undefined() {
             continue;
         }
+        let mut path = r.root.clone();
         for seg in &r.segs {
             let next = cur.get_item(seg).unwrap_or_default();
+            path = match seg.as_str() {
+                Some(s) => format!("{path}.{s}"),
+                None => format!("{path}.{seg}"),
+            };
             if next.is_undefined() {
+                if let Some(reason) = vars.undefined_reason(&path) {
+                    return Some(reason);
+                }
                 let seg_text = match seg.as_str() {
                     Some(s) => format!("'{s}'"),
                     None => seg.to_string(),
