@@ -129,6 +129,12 @@ impl TemplateError {
                 if let Some(s) = snippet {
                     message.push_str(&format!(" (in '{s}')"));
                 }
+                if detail.contains("% operator") && detail.contains("string") {
+                    message.push_str(
+                        "; Python's '%' string formatting is not supported, use the format filter \
+                         ('%s' | format(x))",
+                    );
+                }
                 TemplateError {
                     kind: TemplateErrorKind::Other,
                     message,
