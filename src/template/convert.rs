@@ -20,17 +20,71 @@ pub(crate) fn to_mj(v: &Json) -> Value {
         }
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(items) => Value::from(items.iter().map(to_mj).collect::<Vec<_>>()),
-        Json::Object(map) => Value::from_pairs(map.iter().map(|(k, x)| (Value::from(k.as_str()), to_mj(x)))),
+        Json::Object(map) => {
+            Value::from_pairs(map.iter().map(|(k, x)| (Value::from(k.as_str()), to_mj(x))))
+        }
     }
 }
 
-/// A minijinja value as JSON (undefined becomes null).
+/// A minijinja value as JSON. Undefined or failed items inside containers (lazy variables whose
+/// template failed) are errors, reported with the reason recorded by the current render.
 pub(crate) fn to_json(v: &Value) -> Result<Json, minijinja::Error> {
-    serde_json::to_value(v).map_err(|e| {
-        minijinja::Error::new(
-            minijinja::ErrorKind::BadSerialization,
-            format!("cannot convert value to data: {e}"),
-        )
+    Ok(match v.kind() {
+        ValueKind::Undefined => {
+            let reason = super::context::current_vars().and_then(|vars| vars.last_failure());
+            return Err(match reason {
+                Some(err) => err.into_mj(),
+                None => minijinja::Error::new(
+                    minijinja::ErrorKind::UndefinedError,
+                    super::error::UNDEFINED_OUTPUT,
+                ),
+            });
+        }
+        ValueKind::Invalid => {
+            let reason = super::context::current_vars().and_then(|vars| vars.last_failure());
+            return Err(match reason {
+                Some(err) => err.into_mj(),
+                None => {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, v.to_string())
+                }
+            });
+        }
+        ValueKind::None => Json::Null,
+        ValueKind::Bool => Json::Bool(v.is_true()),
+        ValueKind::Number => {
+            if let Ok(i) = i64::try_from(v.clone()) {
+                Json::from(i)
+            } else if let Ok(u) = u64::try_from(v.clone()) {
+                Json::from(u)
+            } else {
+                let f = f64::try_from(v.clone()).unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Json::Number)
+                    .unwrap_or(Json::Null)
+            }
+        }
+        ValueKind::String => Json::String(v.as_str().unwrap_or_default().to_string()),
+        ValueKind::Bytes => Json::String(v.to_string()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let mut out = Vec::new();
+            for item in v.try_iter()? {
+                out.push(to_json(&item)?);
+            }
+            Json::Array(out)
+        }
+        ValueKind::Map => {
+            let mut out = serde_json::Map::new();
+            for key in v.try_iter()? {
+                let item = v.get_item(&key)?;
+                let k = match key.as_str() {
+                    Some(s) => s.to_string(),
+                    None => py_str(&key),
+                };
+                out.insert(k, to_json(&item)?);
+            }
+            Json::Object(out)
+        }
+        _ => Json::String(v.to_string()),
     })
 }
 
@@ -104,7 +158,11 @@ pub(crate) fn py_float(f: f64) -> String {
     if f.is_nan() {
         "nan".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "inf".into() } else { "-inf".into() }
+        if f > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if f.fract() == 0.0 && f.abs() < 1e16 {
         format!("{f:.1}")
     } else {
@@ -114,7 +172,11 @@ pub(crate) fn py_float(f: f64) -> String {
 
 /// Python's `repr(str)`: single quotes unless the text holds a single quote and no double quote.
 pub(crate) fn py_quote(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -127,7 +189,9 @@ pub(crate) fn py_quote(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -253,7 +317,11 @@ pub(crate) fn ansible_bool(v: &Value) -> bool {
     match v.kind() {
         ValueKind::Bool => v.is_true(),
         ValueKind::String => matches!(
-            v.as_str().unwrap_or_default().trim().to_ascii_lowercase().as_str(),
+            v.as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+                .as_str(),
             "yes" | "on" | "1" | "true" | "y" | "t"
         ),
         ValueKind::Number => f64::try_from(v.clone()).map(|f| f == 1.0).unwrap_or(false),

@@ -116,16 +116,24 @@ impl TemplateError {
                 } else {
                     format!("{kind}: {}", backticks_to_quotes(&detail))
                 };
-                if detail.contains("is undefined") {
+                if let Some(inner) = undefined_name(&detail) {
+                    // e.g. "tried to use + operator on unsupported types number and undefined
+                    // (`foo` is undefined)": Ansible just says which name is undefined.
                     return TemplateError {
                         kind: TemplateErrorKind::Undefined,
-                        message: backticks_to_quotes(&detail),
+                        message: format!("'{inner}' is undefined"),
                         line,
                         col,
                     };
                 }
                 if let Some(s) = snippet {
                     message.push_str(&format!(" (in '{s}')"));
+                }
+                if detail.contains("% operator") && detail.contains("string") {
+                    message.push_str(
+                        "; Python's '%' string formatting is not supported, use the format filter \
+                         ('%s' | format(x))",
+                    );
                 }
                 TemplateError {
                     kind: TemplateErrorKind::Other,
@@ -136,6 +144,13 @@ impl TemplateError {
             }
         }
     }
+}
+
+/// The expression in minijinja's "`expr` is undefined" note, if any.
+fn undefined_name(detail: &str) -> Option<&str> {
+    let end = detail.find("` is undefined")?;
+    let start = detail[..end].rfind('`')? + 1;
+    Some(&detail[start..end])
 }
 
 /// minijinja names expressions in backticks (`` `foo` is undefined``); Ansible uses quotes.

@@ -19,7 +19,10 @@ pub(crate) fn fail(msg: impl Into<String>) -> Error {
 /// Errors with the undefined marker when `v` is undefined (names the expression in the message).
 pub(crate) fn need(v: &Value) -> Result<(), Error> {
     if v.is_undefined() {
-        Err(Error::new(ErrorKind::UndefinedError, super::error::UNDEFINED_OUTPUT))
+        Err(Error::new(
+            ErrorKind::UndefinedError,
+            super::error::UNDEFINED_OUTPUT,
+        ))
     } else {
         Ok(())
     }
@@ -40,7 +43,10 @@ pub(crate) fn text(v: &Value) -> Result<String, Error> {
     })
 }
 
-fn kw<'a, T: minijinja::value::ArgType<'a, Output = T>>(kwargs: &'a Kwargs, name: &'a str) -> Result<Option<T>, Error> {
+fn kw<'a, T: minijinja::value::ArgType<'a, Output = T>>(
+    kwargs: &'a Kwargs,
+    name: &'a str,
+) -> Result<Option<T>, Error> {
     if kwargs.has(name) {
         kwargs.get::<Option<T>>(name)
     } else {
@@ -111,12 +117,78 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         None => x.ln(),
     });
     env.add_filter("pow", |x: f64, y: f64| x.powf(y));
-    env.add_filter("root", |x: f64, base: Option<f64>| x.powf(1.0 / base.unwrap_or(2.0)));
+    env.add_filter("root", |x: f64, base: Option<f64>| {
+        x.powf(1.0 / base.unwrap_or(2.0))
+    });
     env.add_filter("ipaddr", netaddr::ipaddr);
     env.add_filter("ipv4", netaddr::ipv4);
     env.add_filter("ipv6", netaddr::ipv6);
     env.add_filter("ipwrap", netaddr::ipwrap);
     env.add_function("dict", dict_fn);
+    env.add_filter("join", join);
+    use minijinja::filters as b;
+    let strict: [(&'static str, Value); 24] = [
+        ("upper", Value::from_function(b::upper)),
+        ("lower", Value::from_function(b::lower)),
+        ("title", Value::from_function(b::title)),
+        ("capitalize", Value::from_function(b::capitalize)),
+        ("replace", Value::from_function(b::replace)),
+        ("trim", Value::from_function(b::trim)),
+        ("length", Value::from_function(b::length)),
+        ("count", Value::from_function(b::length)),
+        ("first", Value::from_function(b::first)),
+        ("last", Value::from_function(b::last)),
+        ("list", Value::from_function(b::list)),
+        ("int", Value::from_function(b::int)),
+        ("float", Value::from_function(b::float)),
+        ("indent", Value::from_function(b::indent)),
+        ("sort", Value::from_function(b::sort)),
+        ("reverse", Value::from_function(b::reverse)),
+        ("items", Value::from_function(b::items)),
+        ("dictsort", Value::from_function(b::dictsort)),
+        ("unique", Value::from_function(b::unique)),
+        ("min", Value::from_function(b::min)),
+        ("max", Value::from_function(b::max)),
+        ("map", Value::from_function(b::map)),
+        ("select", Value::from_function(b::select)),
+        ("selectattr", Value::from_function(b::selectattr)),
+    ];
+    for (name, f) in strict {
+        env.add_filter(
+            name,
+            move |state: &mut State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, Error> {
+                if let Some(v) = args.first() {
+                    need(v)?;
+                }
+                let mut args = args.0;
+                if kwargs.args().next().is_some() {
+                    args.push(Value::from(kwargs));
+                }
+                f.call(state, &args)
+            },
+        );
+    }
+}
+
+/// Jinja's `join`, printing items with Python's `str()` (`True`, `None`).
+fn join(v: Value, sep: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    need(&v)?;
+    let attribute = kw::<String>(&kwargs, "attribute")?;
+    let sep = sep.or(kw::<String>(&kwargs, "d")?).unwrap_or_default();
+    let mut parts = Vec::new();
+    for item in v.try_iter()? {
+        let item = match &attribute {
+            Some(a) => a
+                .split('.')
+                .fold(item, |x, k| x.get_attr(k).unwrap_or_default()),
+            None => item,
+        };
+        parts.push(match item.kind() {
+            ValueKind::None => "None".to_string(),
+            _ => py_str(&item),
+        });
+    }
+    Ok(parts.join(&sep))
 }
 
 fn to_json_filter(v: Value, kwargs: Kwargs) -> Result<String, Error> {
@@ -177,8 +249,12 @@ fn from_yaml_all(v: Value) -> Result<Value, Error> {
 }
 
 /// Compiles a Python regular expression (the common subset Rust's `regex` shares).
-pub(crate) fn compile_regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
-    let pat = pattern.replace("\\Z", "\\z").replace("(?P=", "(?P=");
+pub(crate) fn compile_regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<regex::Regex, Error> {
+    let pat = pattern.replace("\\Z", "\\z");
     regex::RegexBuilder::new(&pat)
         .case_insensitive(ignorecase)
         .multi_line(multiline)
@@ -237,13 +313,19 @@ fn python_replacement(repl: &str) -> String {
 }
 
 fn flag(args: &[Value], idx: usize, kwargs: &Kwargs, name: &str) -> Result<bool, Error> {
-    Ok(arg(args, idx, kwargs, name)?.map(|v| v.is_true()).unwrap_or(false))
+    Ok(arg(args, idx, kwargs, name)?
+        .map(|v| v.is_true())
+        .unwrap_or(false))
 }
 
 fn regex_replace(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
     let s = text(&v)?;
-    let pattern = arg(&args, 0, &kwargs, "pattern")?.map(|p| py_str(&p)).unwrap_or_default();
-    let repl = arg(&args, 1, &kwargs, "replacement")?.map(|p| py_str(&p)).unwrap_or_default();
+    let pattern = arg(&args, 0, &kwargs, "pattern")?
+        .map(|p| py_str(&p))
+        .unwrap_or_default();
+    let repl = arg(&args, 1, &kwargs, "replacement")?
+        .map(|p| py_str(&p))
+        .unwrap_or_default();
     let ignorecase = flag(&args, 2, &kwargs, "ignorecase")?;
     let multiline = flag(&args, 3, &kwargs, "multiline")?;
     let count = arg(&args, 4, &kwargs, "count")?
@@ -290,7 +372,9 @@ fn regex_search(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Er
 
 fn regex_findall(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
     let s = text(&v)?;
-    let pattern = arg(&args, 0, &kwargs, "regex")?.map(|p| py_str(&p)).unwrap_or_default();
+    let pattern = arg(&args, 0, &kwargs, "regex")?
+        .map(|p| py_str(&p))
+        .unwrap_or_default();
     let ignorecase = flag(&args, 1, &kwargs, "ignorecase")?;
     let multiline = flag(&args, 2, &kwargs, "multiline")?;
     let re = compile_regex(&pattern, ignorecase, multiline)?;
@@ -359,15 +443,21 @@ fn merge(a: Json, b: Json, recursive: bool, list_merge: &str) -> Result<Json, Er
     match (a, b) {
         (Json::Object(mut am), Json::Object(bm)) => {
             for (k, bv) in bm {
-                let merged = match am.shift_remove(&k) {
-                    Some(av) if recursive && (av.is_object() && bv.is_object()) => merge(av, bv, recursive, list_merge)?,
-                    Some(Json::Array(al)) if matches!(bv, Json::Array(_)) => {
-                        let Json::Array(bl) = bv else { unreachable!() };
+                // Python's dict.update: an existing key keeps its position.
+                let Some(slot) = am.get_mut(&k) else {
+                    am.insert(k, bv);
+                    continue;
+                };
+                let av = std::mem::take(slot);
+                *slot = match (av, bv) {
+                    (av @ Json::Object(_), bv @ Json::Object(_)) if recursive => {
+                        merge(av, bv, recursive, list_merge)?
+                    }
+                    (Json::Array(al), Json::Array(bl)) if recursive => {
                         Json::Array(merge_lists(al, bl, list_merge)?)
                     }
-                    _ => bv,
+                    (_, bv) => bv,
                 };
-                am.insert(k, merged);
             }
             Ok(Json::Object(am))
         }
@@ -388,7 +478,10 @@ fn combine(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> 
     let mut acc = Json::Object(Default::default());
     for d in dicts {
         if !d.is_object() {
-            return Err(fail(format!("combine expects dictionaries, got {}", type_name(&d))));
+            return Err(fail(format!(
+                "combine expects dictionaries, got {}",
+                type_name(&d)
+            )));
         }
         acc = merge(acc, d, recursive, &list_merge)?;
     }
@@ -432,7 +525,9 @@ fn items2dict(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let mut out = serde_json::Map::new();
     for item in items {
         let (Some(k), Some(x)) = (item.get(&key_name), item.get(&value_name)) else {
-            return Err(fail(format!("items2dict: each item needs '{key_name}' and '{value_name}'")));
+            return Err(fail(format!(
+                "items2dict: each item needs '{key_name}' and '{value_name}'"
+            )));
         };
         let k = match k {
             Json::String(s) => s.clone(),
@@ -495,7 +590,11 @@ fn dirname(v: Value) -> Result<String, Error> {
         Some(i) => {
             let head = &s[..=i];
             let trimmed = head.trim_end_matches('/');
-            if trimmed.is_empty() { head.to_string() } else { trimmed.to_string() }
+            if trimmed.is_empty() {
+                head.to_string()
+            } else {
+                trimmed.to_string()
+            }
         }
     })
 }
@@ -522,7 +621,9 @@ fn splitext(v: Value) -> Result<Value, Error> {
     let s = text(&v)?;
     let base_start = s.rfind('/').map(|i| i + 1).unwrap_or(0);
     let base = &s[base_start..];
-    let dot = base.rfind('.').filter(|&i| base[..i].chars().any(|c| c != '.'));
+    let dot = base
+        .rfind('.')
+        .filter(|&i| base[..i].chars().any(|c| c != '.'));
     Ok(match dot {
         Some(i) => Value::from(vec![
             Value::from(&s[..base_start + i]),
@@ -575,7 +676,10 @@ fn list_of(v: &Value, what: &str) -> Result<Vec<Json>, Error> {
         Json::Array(a) => Ok(a),
         Json::Object(m) => Ok(m.into_iter().map(|(k, _)| Json::String(k)).collect()),
         Json::String(s) => Ok(s.chars().map(|c| Json::String(c.to_string())).collect()),
-        other => Err(fail(format!("{what} expects a list, got {}", type_name(&other)))),
+        other => Err(fail(format!(
+            "{what} expects a list, got {}",
+            type_name(&other)
+        ))),
     }
 }
 
@@ -594,16 +698,23 @@ fn union(a: Value, b: Value) -> Result<Value, Error> {
 
 fn intersect(a: Value, b: Value) -> Result<Value, Error> {
     let (a, b) = (list_of(&a, "intersect")?, list_of(&b, "intersect")?);
-    Ok(to_mj(&Json::Array(dedup(a.into_iter().filter(|x| b.contains(x))))))
+    Ok(to_mj(&Json::Array(dedup(
+        a.into_iter().filter(|x| b.contains(x)),
+    ))))
 }
 
 fn difference(a: Value, b: Value) -> Result<Value, Error> {
     let (a, b) = (list_of(&a, "difference")?, list_of(&b, "difference")?);
-    Ok(to_mj(&Json::Array(dedup(a.into_iter().filter(|x| !b.contains(x))))))
+    Ok(to_mj(&Json::Array(dedup(
+        a.into_iter().filter(|x| !b.contains(x)),
+    ))))
 }
 
 fn symmetric_difference(a: Value, b: Value) -> Result<Value, Error> {
-    let (a, b) = (list_of(&a, "symmetric_difference")?, list_of(&b, "symmetric_difference")?);
+    let (a, b) = (
+        list_of(&a, "symmetric_difference")?,
+        list_of(&b, "symmetric_difference")?,
+    );
     let left: Vec<Json> = a.iter().filter(|x| !b.contains(x)).cloned().collect();
     let right: Vec<Json> = b.iter().filter(|x| !a.contains(x)).cloned().collect();
     Ok(to_mj(&Json::Array(dedup(left.into_iter().chain(right)))))
@@ -614,7 +725,9 @@ pub(crate) fn shell_quote(s: &str) -> String {
     if s.is_empty() {
         return "''".into();
     }
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\"'\"'"))
@@ -666,8 +779,10 @@ fn comment(v: Value, style: Option<String>, kwargs: Kwargs) -> Result<String, Er
     if let Some(e) = &end_kw {
         end = e;
     }
-    let prefix = kw::<String>(&kwargs, "prefix")?.unwrap_or_else(|| decoration.trim_end().to_string());
-    let postfix = kw::<String>(&kwargs, "postfix")?.unwrap_or_else(|| decoration.trim_end().to_string());
+    let prefix =
+        kw::<String>(&kwargs, "prefix")?.unwrap_or_else(|| decoration.trim_end().to_string());
+    let postfix =
+        kw::<String>(&kwargs, "postfix")?.unwrap_or_else(|| decoration.trim_end().to_string());
     let prefix_count = kw::<usize>(&kwargs, "prefix_count")?.unwrap_or(1);
     let postfix_count = kw::<usize>(&kwargs, "postfix_count")?.unwrap_or(1);
     let newline = kw::<String>(&kwargs, "newline")?.unwrap_or_else(|| "\n".into());
@@ -722,7 +837,9 @@ fn product(v: Value, others: Rest<Value>) -> Result<Value, Error> {
             })
             .collect();
     }
-    Ok(to_mj(&Json::Array(acc.into_iter().map(Json::Array).collect())))
+    Ok(to_mj(&Json::Array(
+        acc.into_iter().map(Json::Array).collect(),
+    )))
 }
 
 /// Jinja's `sum`, extended to concatenating lists (`sum(start=[])`).
@@ -734,7 +851,9 @@ fn sum(state: &State, v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let mut acc = start;
     for item in v.try_iter()? {
         let item = match &attribute {
-            Some(a) => a.split('.').fold(item, |v, k| v.get_attr(k).unwrap_or_default()),
+            Some(a) => a
+                .split('.')
+                .fold(item, |v, k| v.get_attr(k).unwrap_or_default()),
             None => item,
         };
         acc = match (acc.kind(), item.kind()) {
@@ -768,8 +887,15 @@ fn extract(item: Value, container: Value, morekeys: Option<Value>) -> Result<Val
     Ok(v)
 }
 
-fn subelements(v: Value, key: String, kwargs: Kwargs, skip_missing: Option<bool>) -> Result<Value, Error> {
-    let skip = skip_missing.or(kw::<bool>(&kwargs, "skip_missing")?).unwrap_or(false);
+fn subelements(
+    v: Value,
+    key: String,
+    kwargs: Kwargs,
+    skip_missing: Option<bool>,
+) -> Result<Value, Error> {
+    let skip = skip_missing
+        .or(kw::<bool>(&kwargs, "skip_missing")?)
+        .unwrap_or(false);
     let items = match data(&v)? {
         Json::Array(a) => a,
         Json::Object(m) => m.into_iter().map(|(_, x)| x).collect(),
@@ -797,7 +923,11 @@ fn subelements(v: Value, key: String, kwargs: Kwargs, skip_missing: Option<bool>
 
 const UNITS: [&str; 9] = ["", "K", "M", "G", "T", "P", "E", "Z", "Y"];
 
-fn human_to_bytes(v: Value, default_unit: Option<String>, isbits: Option<bool>) -> Result<i64, Error> {
+fn human_to_bytes(
+    v: Value,
+    default_unit: Option<String>,
+    isbits: Option<bool>,
+) -> Result<i64, Error> {
     let s = text(&v)?;
     let s = s.trim();
     let split = s
@@ -807,9 +937,17 @@ fn human_to_bytes(v: Value, default_unit: Option<String>, isbits: Option<bool>) 
     let num: f64 = num
         .parse()
         .map_err(|_| fail(format!("human_to_bytes: can't interpret '{s}'")))?;
-    let unit = if unit.is_empty() { default_unit.unwrap_or_default() } else { unit.to_string() };
+    let unit = if unit.is_empty() {
+        default_unit.unwrap_or_default()
+    } else {
+        unit.to_string()
+    };
     let isbits = isbits.unwrap_or(false);
-    let letter = unit.chars().next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default();
+    let letter = unit
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string())
+        .unwrap_or_default();
     let power = if letter.is_empty() || letter == "B" {
         0
     } else {
@@ -819,7 +957,9 @@ fn human_to_bytes(v: Value, default_unit: Option<String>, isbits: Option<bool>) 
             .ok_or_else(|| fail(format!("human_to_bytes: unknown unit '{unit}'")))?
     };
     if isbits && unit.ends_with('B') && unit.len() > 1 {
-        return Err(fail(format!("human_to_bytes: '{unit}' is bytes, expected bits")));
+        return Err(fail(format!(
+            "human_to_bytes: '{unit}' is bytes, expected bits"
+        )));
     }
     Ok((num * 1024f64.powi(power as i32)) as i64)
 }
@@ -841,7 +981,11 @@ fn human_readable(v: Value, isbits: Option<bool>, unit: Option<String>) -> Resul
     }
     let value = n / 1024f64.powi(power as i32);
     let name = if power == 0 {
-        if isbits { "bits".to_string() } else { "Bytes".to_string() }
+        if isbits {
+            "bits".to_string()
+        } else {
+            "Bytes".to_string()
+        }
     } else {
         format!("{}{}", UNITS[power], suffix)
     };
@@ -879,18 +1023,31 @@ fn dict_fn(args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
 }
 
 /// Python methods on strings, dicts and lists (`'a,b'.split(',')`, `d.items()`, `d.get(k, x)`).
-pub(crate) fn unknown_method(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+pub(crate) fn unknown_method(
+    state: &mut State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
     match (value.kind(), method) {
         (ValueKind::String, "split") if args.is_empty() => {
             let s = value.as_str().unwrap_or_default();
-            Ok(Value::from(s.split_whitespace().map(Value::from).collect::<Vec<_>>()))
+            Ok(Value::from(
+                s.split_whitespace().map(Value::from).collect::<Vec<_>>(),
+            ))
         }
         (ValueKind::String, "rsplit") => {
             let s = value.as_str().unwrap_or_default();
             let sep = args.first().map(py_str);
-            let max = args.get(1).and_then(|m| i64::try_from(m.clone()).ok()).unwrap_or(-1);
+            let max = args
+                .get(1)
+                .and_then(|m| i64::try_from(m.clone()).ok())
+                .unwrap_or(-1);
             let mut parts: Vec<String> = match (&sep, max) {
-                (Some(sep), m) if m >= 0 => s.rsplitn(m as usize + 1, sep.as_str()).map(str::to_string).collect(),
+                (Some(sep), m) if m >= 0 => s
+                    .rsplitn(m as usize + 1, sep.as_str())
+                    .map(str::to_string)
+                    .collect(),
                 (Some(sep), _) => s.rsplit(sep.as_str()).map(str::to_string).collect(),
                 (None, _) => s.split_whitespace().rev().map(str::to_string).collect(),
             };
@@ -899,10 +1056,15 @@ pub(crate) fn unknown_method(state: &mut State, value: &Value, method: &str, arg
         }
         (ValueKind::String, "zfill") => {
             let s = value.as_str().unwrap_or_default();
-            let width = args.first().and_then(|w| usize::try_from(w.clone()).ok()).unwrap_or(0);
+            let width = args
+                .first()
+                .and_then(|w| usize::try_from(w.clone()).ok())
+                .unwrap_or(0);
             Ok(Value::from(format!("{s:0>width$}")))
         }
-        (ValueKind::String, "__mod__") => Err(fail("'%' string formatting is not supported; use the format filter")),
+        (ValueKind::String, "__mod__") => Err(fail(
+            "'%' string formatting is not supported; use the format filter",
+        )),
         (ValueKind::Seq, "index") => {
             let needle = args.first().cloned().unwrap_or_default();
             value

@@ -15,14 +15,24 @@ use super::filters::{data, fail, need};
 
 /// Registers `lookup`, `query` and `q`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_function("lookup", |name: String, terms: Rest<Value>, kwargs: Kwargs| {
-        let wantlist = kwargs.has("wantlist") && kwargs.get::<bool>("wantlist")?;
-        let results = run(&name, &terms, &kwargs)?;
-        Ok(if wantlist { Value::from(results) } else { join(results) })
-    });
-    env.add_function("query", |name: String, terms: Rest<Value>, kwargs: Kwargs| {
-        run(&name, &terms, &kwargs).map(Value::from)
-    });
+    env.add_function(
+        "lookup",
+        |name: String, terms: Rest<Value>, kwargs: Kwargs| {
+            let wantlist = kwargs.has("wantlist") && kwargs.get::<bool>("wantlist")?;
+            let results = run(&name, &terms, &kwargs)?;
+            Ok(if wantlist {
+                Value::from(results)
+            } else {
+                join(results)
+            })
+        },
+    );
+    env.add_function(
+        "query",
+        |name: String, terms: Rest<Value>, kwargs: Kwargs| {
+            run(&name, &terms, &kwargs).map(Value::from)
+        },
+    );
     env.add_function("q", |name: String, terms: Rest<Value>, kwargs: Kwargs| {
         run(&name, &terms, &kwargs).map(Value::from)
     });
@@ -80,7 +90,11 @@ fn run(name: &str, terms: &[Value], kwargs: &Kwargs) -> Result<Vec<Value>, Error
         .unwrap_or(name);
     match name {
         "env" => {
-            let default = if kwargs.has("default") { Some(kwargs.get::<Value>("default")?) } else { None };
+            let default = if kwargs.has("default") {
+                Some(kwargs.get::<Value>("default")?)
+            } else {
+                None
+            };
             Ok(term_strings(terms)?
                 .into_iter()
                 .map(|t| match std::env::var(&t) {
@@ -113,8 +127,11 @@ fn run(name: &str, terms: &[Value], kwargs: &Kwargs) -> Result<Vec<Value>, Error
             let vars = scope_vars()?;
             let mut out = Vec::new();
             for t in term_strings(terms)? {
-                let path = find_file(&vars, &t, "templates")
-                    .ok_or_else(|| fail(format!("the template file {t} could not be found for the lookup")))?;
+                let path = find_file(&vars, &t, "templates").ok_or_else(|| {
+                    fail(format!(
+                        "the template file {t} could not be found for the lookup"
+                    ))
+                })?;
                 let source = std::fs::read_to_string(&path)
                     .map_err(|e| fail(format!("could not read {}: {e}", path.display())))?;
                 let rendered = vars
@@ -147,7 +164,11 @@ fn run(name: &str, terms: &[Value], kwargs: &Kwargs) -> Result<Vec<Value>, Error
         "vars" => {
             let vars = scope_vars()?;
             let root = Value::from_dyn_object(vars.clone());
-            let default = if kwargs.has("default") { Some(kwargs.get::<Value>("default")?) } else { None };
+            let default = if kwargs.has("default") {
+                Some(kwargs.get::<Value>("default")?)
+            } else {
+                None
+            };
             let mut out = Vec::new();
             for t in term_strings(terms)? {
                 let v = root.get_attr(&t).unwrap_or_default();
@@ -185,7 +206,8 @@ fn run(name: &str, terms: &[Value], kwargs: &Kwargs) -> Result<Vec<Value>, Error
             }
             let skip = kwargs.has("skip") && kwargs.get::<bool>("skip")?;
             for f in &files {
-                let mut candidates: Vec<String> = paths.iter().map(|p| format!("{p}/{f}")).collect();
+                let mut candidates: Vec<String> =
+                    paths.iter().map(|p| format!("{p}/{f}")).collect();
                 candidates.push(f.clone());
                 for c in candidates {
                     if let Some(found) = find_file(&vars, &c, "files") {

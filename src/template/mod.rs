@@ -11,6 +11,7 @@ mod filters;
 mod lookups;
 mod netaddr;
 mod predicates;
+mod undefined;
 mod yaml;
 
 #[cfg(test)]
@@ -103,8 +104,9 @@ impl Templar {
             if context::capture(value) {
                 return Ok(());
             }
-            out.write_str(&convert::py_str(value))
-                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+            out.write_str(&convert::py_str(value)).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+            })
         });
         env.set_unknown_method_callback(filters::unknown_method);
         filters::register(&mut env);
@@ -191,7 +193,11 @@ impl Templar {
     }
 
     /// Renders one string with shared variables (the engine behind `render_str`).
-    pub(crate) fn render_text_in(&self, vars: &Arc<LazyVars>, text: &str) -> Result<Value, TemplateError> {
+    pub(crate) fn render_text_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        text: &str,
+    ) -> Result<Value, TemplateError> {
         if !has_markers(text) {
             return Ok(Value::String(text.to_string()));
         }
@@ -207,15 +213,18 @@ impl Templar {
             .map_err(|e| self.explain(vars, &e, text, 0))?;
         if native {
             if let Some(value) = frame.take_captured() {
-                return convert::to_json(&value)
-                    .map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()));
+                return convert::to_json(&value).map_err(|e| TemplateError::from_mj(&e, text, 0));
             }
         }
         Ok(Value::String(out))
     }
 
     /// Evaluates an expression with shared variables.
-    pub(crate) fn evaluate_in(&self, vars: &Arc<LazyVars>, expr: &str) -> Result<Value, TemplateError> {
+    pub(crate) fn evaluate_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        expr: &str,
+    ) -> Result<Value, TemplateError> {
         if has_markers(expr) {
             return self.render_text_in(vars, expr);
         }
@@ -235,11 +244,15 @@ impl Templar {
         tmpl.render(MjValue::from_dyn_object(vars.clone()))
             .map_err(|e| self.explain(vars, &e, &source, EXPR_SHIFT))?;
         let value = frame.take_captured().unwrap_or(MjValue::from(()));
-        convert::to_json(&value).map_err(|e| TemplateError::new(TemplateErrorKind::Other, e.to_string()))
+        convert::to_json(&value).map_err(|e| TemplateError::from_mj(&e, &source, EXPR_SHIFT))
     }
 
     /// Renders every string inside `value` with shared variables, dropping omitted entries.
-    pub(crate) fn render_json_in(&self, vars: &Arc<LazyVars>, value: &Value) -> Result<Value, TemplateError> {
+    pub(crate) fn render_json_in(
+        &self,
+        vars: &Arc<LazyVars>,
+        value: &Value,
+    ) -> Result<Value, TemplateError> {
         match value {
             Value::String(s) => self.render_text_in(vars, s),
             Value::Array(items) => {
@@ -276,23 +289,44 @@ impl Templar {
     }
 
     /// Turns an engine error into a `TemplateError`, naming the underlying undefined variable.
-    fn explain(&self, vars: &LazyVars, err: &minijinja::Error, source: &str, shift: usize) -> TemplateError {
-        let te = TemplateError::from_mj(err, source, shift);
-        if te.kind == TemplateErrorKind::Undefined {
-            // `'a' is undefined` where `a` exists but its own template used an undefined name:
-            // report the real culprit.
-            if let Some(name) = te
-                .message
-                .strip_prefix('\'')
-                .and_then(|m| m.strip_suffix("' is undefined"))
-            {
-                let root = name
-                    .split(['.', '[', ' ', '|'])
-                    .next()
-                    .unwrap_or(name);
-                if let Some(reason) = vars.undefined_reason(root) {
-                    return reason;
-                }
+    fn explain(
+        &self,
+        vars: &Arc<LazyVars>,
+        err: &minijinja::Error,
+        source: &str,
+        shift: usize,
+    ) -> TemplateError {
+        let mut te = TemplateError::from_mj(err, source, shift);
+        if te.kind != TemplateErrorKind::Undefined {
+            return te;
+        }
+        if te.message.ends_with(" (in '') is undefined") || !te.message.ends_with(" is undefined") {
+            return te;
+        }
+        // Look at the whole `{{ }}`/`{% %}` around the failing span: a filter call's span may
+        // cover only the filter name.
+        let Some(range) = err.range() else {
+            return te;
+        };
+        let start = range.start.min(source.len());
+        let end = range.end.min(source.len()).max(start);
+        let open = [source[..start].rfind("{{"), source[..start].rfind("{%")]
+            .into_iter()
+            .flatten()
+            .max()
+            .map(|i| i + 2)
+            .unwrap_or(0);
+        let close = [source[end..].find("}}"), source[end..].find("%}")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|i| end + i)
+            .unwrap_or(source.len());
+        let expr = source.get(open..close).unwrap_or(&source[start..end]);
+        if let Some(better) = undefined::describe(vars, expr, source) {
+            te.message = better.message;
+            if better.kind != TemplateErrorKind::Undefined {
+                te.kind = better.kind;
             }
         }
         te
@@ -383,7 +417,10 @@ fn join_template_path<'s>(name: &'s str, parent: &'s str) -> Cow<'s, str> {
         return Cow::Owned(format!("{FILE}{name}"));
     }
     let mut candidates = Vec::new();
-    if let Some(dir) = parent.strip_prefix(FILE).and_then(|pp| Path::new(pp).parent()) {
+    if let Some(dir) = parent
+        .strip_prefix(FILE)
+        .and_then(|pp| Path::new(pp).parent())
+    {
         candidates.push(dir.join(p));
     }
     if let Some(vars) = context::current_vars() {

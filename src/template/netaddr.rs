@@ -26,7 +26,11 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        let addr: IpAddr = a
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
         let max = bits(&addr);
         let prefix = match p {
             Some(p) => match p.parse::<u32>() {
@@ -62,7 +66,7 @@ impl Cidr {
         }
     }
 
-    fn from_int(&self, n: u128) -> IpAddr {
+    fn addr_of_int(&self, n: u128) -> IpAddr {
         match self.addr {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
@@ -70,12 +74,16 @@ impl Cidr {
     }
 
     fn network(&self) -> IpAddr {
-        self.from_int(self.as_int() & self.mask())
+        self.addr_of_int(self.as_int() & self.mask())
     }
 
     fn broadcast(&self) -> IpAddr {
-        let all = if self.addr.is_ipv4() { u32::MAX as u128 } else { u128::MAX };
-        self.from_int((self.as_int() & self.mask()) | (all & !self.mask()))
+        let all = if self.addr.is_ipv4() {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
+        self.addr_of_int((self.as_int() & self.mask()) | (all & !self.mask()))
     }
 
     fn size(&self) -> u128 {
@@ -117,18 +125,34 @@ fn apply(s: &str, query: &Value, version: Option<u32>) -> Result<Option<Value>, 
         let n = i64::try_from(query.clone()).map_err(|_| fail("ipaddr: bad index"))?;
         let base = c.as_int() & c.mask();
         let size = c.size();
-        let idx = if n >= 0 { n as u128 } else { size.wrapping_sub((-n) as u128) };
+        let idx = if n >= 0 {
+            n as u128
+        } else {
+            size.wrapping_sub((-n) as u128)
+        };
         if idx >= size {
             return Ok(None);
         }
-        return Ok(Some(Value::from(format!("{}/{}", c.from_int(base + idx), c.prefix))));
+        return Ok(Some(Value::from(format!(
+            "{}/{}",
+            c.addr_of_int(base + idx),
+            c.prefix
+        ))));
     }
-    let q = if query.is_undefined() || query.is_none() { String::new() } else { py_str(query) };
+    let q = if query.is_undefined() || query.is_none() {
+        String::new()
+    } else {
+        py_str(query)
+    };
     let out = match q.as_str() {
         "" => Value::from(s.trim()),
         "address" => {
             // A network (address == network, prefix given) is not an address, as in Ansible.
-            if c.has_prefix && c.prefix < bits(&c.addr) && c.addr == c.network() && c.prefix < bits(&c.addr) - 1 {
+            if c.has_prefix
+                && c.prefix < bits(&c.addr)
+                && c.addr == c.network()
+                && c.prefix < bits(&c.addr) - 1
+            {
                 return Ok(None);
             }
             Value::from(c.addr.to_string())
@@ -136,7 +160,7 @@ fn apply(s: &str, query: &Value, version: Option<u32>) -> Result<Option<Value>, 
         "host" => Value::from(format!("{}/{}", c.addr, c.prefix)),
         "network" => Value::from(c.network().to_string()),
         "prefix" => Value::from(c.prefix),
-        "netmask" => Value::from(c.from_int(c.mask()).to_string()),
+        "netmask" => Value::from(c.addr_of_int(c.mask()).to_string()),
         "broadcast" => Value::from(c.broadcast().to_string()),
         "net" | "subnet" | "cidr" | "network/prefix" => {
             if q == "net" && c.addr != c.network() {
@@ -215,7 +239,12 @@ pub(crate) fn ipwrap(value: Value) -> Result<Value, Error> {
         None => s,
     };
     if value.kind() == ValueKind::Seq {
-        return Ok(Value::from(value.try_iter()?.map(|x| one(py_str(&x))).collect::<Vec<_>>()));
+        return Ok(Value::from(
+            value
+                .try_iter()?
+                .map(|x| one(py_str(&x)))
+                .collect::<Vec<_>>(),
+        ));
     }
     Ok(Value::from(one(py_str(&value))))
 }

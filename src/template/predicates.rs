@@ -15,7 +15,9 @@ use super::filters::{compile_regex, data, fail, need, text};
 pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_test("version", version_test);
     env.add_test("version_compare", version_test);
-    env.add_test("succeeded", |v: Value| result_flag(&v, "succeeded").map(|f| !f));
+    env.add_test("succeeded", |v: Value| {
+        result_flag(&v, "succeeded").map(|f| !f)
+    });
     env.add_test("success", |v: Value| result_flag(&v, "success").map(|f| !f));
     env.add_test("failed", |v: Value| result_flag(&v, "failed"));
     env.add_test("failure", |v: Value| result_flag(&v, "failure"));
@@ -25,12 +27,22 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_test("skip", |v: Value| result_flag(&v, "skip"));
     env.add_test("finished", |v: Value| -> Result<bool, Error> {
         let r = result_dict(&v, "finished")?;
-        Ok(r.get("finished").map(|f| f.as_i64() != Some(0) && f != &Json::Bool(false)).unwrap_or(true))
+        Ok(r.get("finished")
+            .map(|f| f.as_i64() != Some(0) && f != &Json::Bool(false))
+            .unwrap_or(true))
     });
-    env.add_test("match", |v: Value, p: String, kwargs: Kwargs| regex_test(v, p, kwargs, "match"));
-    env.add_test("search", |v: Value, p: String, kwargs: Kwargs| regex_test(v, p, kwargs, "search"));
+    env.add_test("match", |v: Value, p: String, kwargs: Kwargs| {
+        regex_test(v, p, kwargs, "match")
+    });
+    env.add_test("search", |v: Value, p: String, kwargs: Kwargs| {
+        regex_test(v, p, kwargs, "search")
+    });
     env.add_test("regex", |v: Value, p: String, kwargs: Kwargs| {
-        let mt = if kwargs.has("match_type") { kwargs.get::<String>("match_type")? } else { "search".into() };
+        let mt = if kwargs.has("match_type") {
+            kwargs.get::<String>("match_type")?
+        } else {
+            "search".into()
+        };
         regex_test(v, p, kwargs, &mt)
     });
     env.add_test("subset", |a: Value, b: Value| -> Result<bool, Error> {
@@ -41,20 +53,37 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         let (a, b) = (items(&a)?, items(&b)?);
         Ok(b.iter().all(|x| a.contains(x)))
     });
-    env.add_test("contains", |seq: Value, item: Value| -> Result<bool, Error> {
-        need(&seq)?;
-        Ok(seq.try_iter()?.any(|x| x == item))
+    env.add_test(
+        "contains",
+        |seq: Value, item: Value| -> Result<bool, Error> {
+            need(&seq)?;
+            Ok(seq.try_iter()?.any(|x| x == item))
+        },
+    );
+    env.add_test("any", |v: Value| -> Result<bool, Error> {
+        Ok(v.try_iter()?.any(|x| x.is_true()))
     });
-    env.add_test("any", |v: Value| -> Result<bool, Error> { Ok(v.try_iter()?.any(|x| x.is_true())) });
-    env.add_test("all", |v: Value| -> Result<bool, Error> { Ok(v.try_iter()?.all(|x| x.is_true())) });
+    env.add_test("all", |v: Value| -> Result<bool, Error> {
+        Ok(v.try_iter()?.all(|x| x.is_true()))
+    });
     env.add_test("truthy", |v: Value| v.is_true());
     env.add_test("falsy", |v: Value| !v.is_true());
     env.add_test("bool", |v: Value| v.kind() == ValueKind::Bool);
-    env.add_test("file", |v: Value| -> Result<bool, Error> { Ok(Path::new(&text(&v)?).is_file()) });
-    env.add_test("directory", |v: Value| -> Result<bool, Error> { Ok(Path::new(&text(&v)?).is_dir()) });
-    env.add_test("exists", |v: Value| -> Result<bool, Error> { Ok(Path::new(&text(&v)?).exists()) });
-    env.add_test("link", |v: Value| -> Result<bool, Error> { Ok(Path::new(&text(&v)?).is_symlink()) });
-    env.add_test("abs", |v: Value| -> Result<bool, Error> { Ok(Path::new(&text(&v)?).is_absolute()) });
+    env.add_test("file", |v: Value| -> Result<bool, Error> {
+        Ok(Path::new(&text(&v)?).is_file())
+    });
+    env.add_test("directory", |v: Value| -> Result<bool, Error> {
+        Ok(Path::new(&text(&v)?).is_dir())
+    });
+    env.add_test("exists", |v: Value| -> Result<bool, Error> {
+        Ok(Path::new(&text(&v)?).exists())
+    });
+    env.add_test("link", |v: Value| -> Result<bool, Error> {
+        Ok(Path::new(&text(&v)?).is_symlink())
+    });
+    env.add_test("abs", |v: Value| -> Result<bool, Error> {
+        Ok(Path::new(&text(&v)?).is_absolute())
+    });
 }
 
 fn items(v: &Value) -> Result<Vec<Json>, Error> {
@@ -80,11 +109,16 @@ fn result_flag(v: &Value, test: &str) -> Result<bool, Error> {
         "changed" | "change" => "changed",
         _ => "skipped",
     };
-    let truthy = |j: Option<&Json>| j.map(|x| ansible_bool(&super::convert::to_mj(x))).unwrap_or(false);
+    let truthy = |j: Option<&Json>| {
+        j.map(|x| ansible_bool(&super::convert::to_mj(x)))
+            .unwrap_or(false)
+    };
     if key == "changed" {
         if let Some(Json::Array(results)) = r.get("results") {
             if results.iter().all(Json::is_object) && !results.is_empty() {
-                return Ok(results.iter().any(|x| truthy(x.get("changed"))) || truthy(r.get("changed")));
+                return Ok(
+                    results.iter().any(|x| truthy(x.get("changed"))) || truthy(r.get("changed"))
+                );
             }
         }
     }
@@ -98,7 +132,9 @@ fn regex_test(v: Value, pattern: String, kwargs: Kwargs, mode: &str) -> Result<b
     let re = compile_regex(&pattern, ignorecase, multiline)?;
     Ok(match mode {
         "match" => compile_regex(&format!("\\A(?:{pattern})"), ignorecase, multiline)?.is_match(&s),
-        "fullmatch" => compile_regex(&format!("\\A(?:{pattern})\\z"), ignorecase, multiline)?.is_match(&s),
+        "fullmatch" => {
+            compile_regex(&format!("\\A(?:{pattern})\\z"), ignorecase, multiline)?.is_match(&s)
+        }
         _ => re.is_match(&s),
     })
 }
@@ -181,7 +217,12 @@ fn semver_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// `version(value, other, operator, strict=?, version_type=?)`.
-pub(crate) fn compare_versions(value: &str, other: &str, op: &str, version_type: &str) -> Result<bool, Error> {
+pub(crate) fn compare_versions(
+    value: &str,
+    other: &str,
+    op: &str,
+    version_type: &str,
+) -> Result<bool, Error> {
     let ord = match version_type {
         "semver" | "semantic" => semver_cmp(value, other),
         _ => loose_parts(value).cmp(&loose_parts(other)),

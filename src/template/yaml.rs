@@ -26,8 +26,12 @@ pub(crate) fn dump(v: &Json, style: &DumpStyle) -> String {
         sort_keys: style.sort_keys,
     };
     match v {
-        Json::Object(m) if !m.is_empty() && !is_flow(v, &style) => write_map(m, 0, false, &style, &mut out),
-        Json::Array(a) if !a.is_empty() && !is_flow(v, &style) => write_seq(a, 0, false, &style, &mut out),
+        Json::Object(m) if !m.is_empty() && !is_flow(v, &style) => {
+            write_map(m, 0, false, &style, &mut out)
+        }
+        Json::Array(a) if !a.is_empty() && !is_flow(v, &style) => {
+            write_seq(a, 0, false, &style, &mut out)
+        }
         other => {
             out.push_str(&inline(other, 0, &style));
             out.push('\n');
@@ -67,7 +71,11 @@ fn inline(v: &Json, ind: usize, style: &DumpStyle) -> String {
                 if f.is_nan() {
                     ".nan".into()
                 } else if f.is_infinite() {
-                    if f > 0.0 { ".inf".into() } else { "-.inf".into() }
+                    if f > 0.0 {
+                        ".inf".into()
+                    } else {
+                        "-.inf".into()
+                    }
                 } else {
                     super::convert::py_float(f)
                 }
@@ -82,14 +90,26 @@ fn inline(v: &Json, ind: usize, style: &DumpStyle) -> String {
         Json::Object(m) => {
             let items: Vec<String> = entries(m, style)
                 .into_iter()
-                .map(|(k, x)| format!("{}: {}", scalar(k, ind + style.indent), inline(x, ind, style)))
+                .map(|(k, x)| {
+                    format!(
+                        "{}: {}",
+                        scalar(k, ind + style.indent),
+                        inline(x, ind, style)
+                    )
+                })
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
     }
 }
 
-fn write_map(m: &Map<String, Json>, ind: usize, first_inline: bool, style: &DumpStyle, out: &mut String) {
+fn write_map(
+    m: &Map<String, Json>,
+    ind: usize,
+    first_inline: bool,
+    style: &DumpStyle,
+    out: &mut String,
+) {
     for (i, (k, v)) in entries(m, style).into_iter().enumerate() {
         if i > 0 || !first_inline {
             out.push_str(&" ".repeat(ind));
@@ -134,7 +154,9 @@ fn write_seq(a: &[Json], ind: usize, first_inline: bool, style: &DumpStyle, out:
 
 /// A string scalar: plain when that reads back as the same string, else quoted like PyYAML.
 fn scalar(s: &str, cont_indent: usize) -> String {
-    if s.chars().any(|c| (c < ' ' && c != '\n') || c == '\u{7f}' || c == '\u{feff}') {
+    if s.chars()
+        .any(|c| (c < ' ' && c != '\n') || c == '\u{7f}' || c == '\u{feff}')
+    {
         return double_quoted(s);
     }
     if is_plain_safe(s) {
@@ -167,7 +189,9 @@ fn double_quoted(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
             '\0' => out.push_str("\\0"),
-            c if c < ' ' || c == '\u{7f}' || c == '\u{feff}' => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if c < ' ' || c == '\u{7f}' || c == '\u{feff}' => {
+                out.push_str(&format!("\\x{:02X}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -219,7 +243,9 @@ pub(crate) fn resolve_plain(s: &str) -> Json {
             }
             return Json::Bool(true);
         }
-        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => return Json::Bool(false),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Json::Bool(false)
+        }
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
             return Json::String(s.into());
         }
@@ -234,7 +260,8 @@ pub(crate) fn resolve_plain(s: &str) -> Json {
         i64::from_str_radix(hex, 16).ok()
     } else if let Some(bin) = clean.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()
-    } else if clean.len() > 1 && clean.starts_with('0') && clean.chars().all(|c| c.is_ascii_digit()) {
+    } else if clean.len() > 1 && clean.starts_with('0') && clean.chars().all(|c| c.is_ascii_digit())
+    {
         i64::from_str_radix(&clean[1..], 8).ok()
     } else if !clean.is_empty() && clean.chars().all(|c| c.is_ascii_digit()) {
         clean.parse::<i64>().ok()
@@ -247,7 +274,10 @@ pub(crate) fn resolve_plain(s: &str) -> Json {
         }
     }
     let is_float = !clean.is_empty()
-        && clean.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && clean
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
         && clean.contains('.')
         && clean
             .chars()
@@ -319,7 +349,10 @@ fn merge_into(m: &mut Map<String, Json>, v: Json) {
 fn tagged(value: String, tag: &Tag) -> Json {
     match tag.suffix.as_str() {
         "str" => Json::String(value),
-        "int" => value.parse::<i64>().map(Json::from).unwrap_or(Json::String(value)),
+        "int" => value
+            .parse::<i64>()
+            .map(Json::from)
+            .unwrap_or(Json::String(value)),
         "float" => value
             .parse::<f64>()
             .ok()
@@ -343,8 +376,12 @@ impl EventReceiver for Builder {
                 };
                 self.push_value(v, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push((Json::Array(Vec::new()), None, anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push((Json::Object(Map::new()), None, anchor)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push((Json::Array(Vec::new()), None, anchor))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push((Json::Object(Map::new()), None, anchor))
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((v, _, anchor)) = self.stack.pop() {
                     self.push_value(v, anchor);
