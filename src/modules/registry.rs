@@ -1,6 +1,8 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{blockinfile, command, copy, file, lineinfile, stat, Module};
+use super::{
+    blockinfile, command, copy, file, lineinfile, modprobe, package, stat, sysctl, systemd, Module,
+};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -25,6 +27,15 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("stat", &stat::Stat),
         ("slurp", &stat::Slurp),
         ("fetch", &stat::Fetch),
+        ("sysctl", &sysctl::Sysctl),
+        ("modprobe", &modprobe::Modprobe),
+        ("systemd", &systemd::Systemd),
+        ("systemd_service", &systemd::Systemd),
+        ("service", &systemd::Service),
+        ("package", &package::Package),
+        ("apt", &package::Apt),
+        ("dnf", &package::Dnf),
+        ("yum", &package::Yum),
     ]
 }
 
