@@ -1,7 +1,8 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
 use super::{
-    blockinfile, command, copy, file, lineinfile, modprobe, package, stat, sysctl, systemd, Module,
+    authorized_key, blockinfile, command, copy, file, firewalld, get_url, hostname, lineinfile,
+    modprobe, mount, package, stat, sysctl, systemd, ufw, user, wait_for, Module,
 };
 
 /// Collection prefixes accepted in front of a module name.
@@ -36,6 +37,14 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("apt", &package::Apt),
         ("dnf", &package::Dnf),
         ("yum", &package::Yum),
+        ("firewalld", &firewalld::Firewalld),
+        ("ufw", &ufw::Ufw),
+        ("hostname", &hostname::Hostname),
+        ("mount", &mount::Mount),
+        ("user", &user::User),
+        ("authorized_key", &authorized_key::AuthorizedKey),
+        ("get_url", &get_url::GetUrl),
+        ("wait_for", &wait_for::WaitFor),
     ]
 }
 
