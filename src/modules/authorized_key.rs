@@ -13,7 +13,15 @@ use super::{quote, Args, Ctx, Module, Outcome};
 pub struct AuthorizedKey;
 
 const PARAMS: &[&str] = &[
-    "user", "key", "state", "path", "exclusive", "manage_dir", "key_options", "comment", "follow",
+    "user",
+    "key",
+    "state",
+    "path",
+    "exclusive",
+    "manage_dir",
+    "key_options",
+    "comment",
+    "follow",
     "validate_certs",
 ];
 
@@ -91,7 +99,11 @@ pub fn apply_keys(text: &str, keys: &[Key], present: bool, exclusive: bool) -> O
             Some(i) if present => {
                 if !placed[i] {
                     placed[i] = true;
-                    out.push(if k == keys[i] { l.to_owned() } else { keys[i].line() });
+                    out.push(if k == keys[i] {
+                        l.to_owned()
+                    } else {
+                        keys[i].line()
+                    });
                 }
             }
             Some(_) => {}
@@ -102,8 +114,8 @@ pub fn apply_keys(text: &str, keys: &[Key], present: bool, exclusive: bool) -> O
     if present {
         for (k, done) in keys.iter().zip(placed) {
             if !done {
-                if out.last().is_some_and(|l| !l.ends_with('\n')) {
-                    out.last_mut().unwrap().push('\n');
+                if let Some(last) = out.last_mut().filter(|l| !l.ends_with('\n')) {
+                    last.push('\n');
                 }
                 out.push(k.line());
             }
@@ -122,15 +134,21 @@ impl Module for AuthorizedKey {
         let user = args.required(&["user"])?;
         let key_text = args.required(&["key"])?;
         if key_text.starts_with("http://") || key_text.starts_with("https://") {
-            bail!("key from a URL is not supported; pass the key text (e.g. with lookup('url', ...))");
+            bail!(
+                "key from a URL is not supported; pass the key text (e.g. with lookup('url', ...))"
+            );
         }
         let present = args.choice("state", &["present", "absent"], "present")? == "present";
         let exclusive = args.bool("exclusive", false)?;
         let options = args.str("key_options")?;
         let comment = args.str("comment")?;
         let mut keys = Vec::new();
-        for l in key_text.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')) {
-            let mut k = parse_key(l).ok_or_else(|| anyhow::anyhow!("invalid key specified: {l}"))?;
+        for l in key_text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        {
+            let mut k =
+                parse_key(l).ok_or_else(|| anyhow::anyhow!("invalid key specified: {l}"))?;
             if options.is_some() {
                 k.options = options.clone();
             }
@@ -139,13 +157,17 @@ impl Module for AuthorizedKey {
             }
             keys.push(k);
         }
-        let pw = ctx.read_ok(&format!("getent passwd {} || true", quote(&user))).await?;
+        let pw = ctx
+            .read_ok(&format!("getent passwd {} || true", quote(&user)))
+            .await?;
         let f: Vec<&str> = pw.trim().split(':').collect();
         if f.len() < 7 {
             return Ok(Outcome::failed(format!("Failed to lookup user {user}")));
         }
         let (uid, gid, home) = (f[2].to_owned(), f[3].to_owned(), f[5].to_owned());
-        let path = args.str("path")?.unwrap_or_else(|| format!("{home}/.ssh/authorized_keys"));
+        let path = args
+            .str("path")?
+            .unwrap_or_else(|| format!("{home}/.ssh/authorized_keys"));
         let mut changed = false;
         if args.bool("manage_dir", true)? && present {
             let dir = parent_dir(&path);
@@ -154,11 +176,19 @@ impl Module for AuthorizedKey {
                 ctx.apply(&format!("mkdir -p {}", quote(&dir))).await?;
                 changed = true;
             }
-            let want = Attrs { owner: Some(uid.clone()), group: Some(gid.clone()), mode: Some(0o700) };
+            let want = Attrs {
+                owner: Some(uid.clone()),
+                group: Some(gid.clone()),
+                mode: Some(0o700),
+            };
             changed |= want.apply(ctx, &dir, st.as_ref()).await?;
         }
         let opts = EditOpts {
-            attrs: Attrs { owner: Some(uid), group: Some(gid), mode: Some(0o600) },
+            attrs: Attrs {
+                owner: Some(uid),
+                group: Some(gid),
+                mode: Some(0o600),
+            },
             ..EditOpts::default()
         };
         let mut out = edit_file(ctx, &path, &opts, |t| match (t, present) {
@@ -199,8 +229,14 @@ mod tests {
         assert_eq!(k2.comment.as_deref(), Some("bob@y"));
         let t = format!("# keep\n{K1}\n");
         assert_eq!(apply_keys(&t, std::slice::from_ref(&k1), true, false), None);
-        assert_eq!(apply_keys(&t, std::slice::from_ref(&k2), true, false).unwrap(), format!("{t}{}", k2.line()));
-        assert_eq!(apply_keys(&t, std::slice::from_ref(&k2), true, true).unwrap(), format!("# keep\n{}", k2.line()));
+        assert_eq!(
+            apply_keys(&t, std::slice::from_ref(&k2), true, false).unwrap(),
+            format!("{t}{}", k2.line())
+        );
+        assert_eq!(
+            apply_keys(&t, std::slice::from_ref(&k2), true, true).unwrap(),
+            format!("# keep\n{}", k2.line())
+        );
         assert_eq!(apply_keys(&t, &[k1], false, false).unwrap(), "# keep\n");
     }
 
@@ -210,14 +246,33 @@ mod tests {
         let path = dir.path().join("ssh/authorized_keys");
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
-        let a = json!({"user": "root", "key": format!("{K1}\n{K2}"), "path": path.to_str().unwrap()});
+        let a =
+            json!({"user": "root", "key": format!("{K1}\n{K2}"), "path": path.to_str().unwrap()});
         let o = run(&AuthorizedKey, a.clone(), &ctx).await;
         assert!(o.changed);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{K1}\n{K2}\n"));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{K1}\n{K2}\n")
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         assert!(!run(&AuthorizedKey, a, &ctx).await.changed);
-        let o = run(&AuthorizedKey, json!({"user": "root", "key": K2, "path": path.to_str().unwrap(), "state": "absent"}), &ctx).await;
+        let o = run(
+            &AuthorizedKey,
+            json!({"user": "root", "key": K2, "path": path.to_str().unwrap(), "state": "absent"}),
+            &ctx,
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{K1}\n"));
     }

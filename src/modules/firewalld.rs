@@ -40,7 +40,14 @@ impl Module for Firewalld {
         let state = args.choice("state", &["enabled", "disabled", "present", "absent"], "")?;
         let enable = matches!(state.as_str(), "enabled" | "present");
         let mut items: Vec<(&str, Option<String>)> = Vec::new();
-        for key in ["service", "port", "rich_rule", "source", "interface", "icmp_block"] {
+        for key in [
+            "service",
+            "port",
+            "rich_rule",
+            "source",
+            "interface",
+            "icmp_block",
+        ] {
             if let Some(v) = args.str(key)? {
                 let flag = match key {
                     "rich_rule" => "rich-rule",
@@ -58,8 +65,10 @@ impl Module for Firewalld {
             bail!("exactly one of service, port, rich_rule, source, interface, masquerade, icmp_block is required");
         }
         let (flag, value) = &items[0];
-        let (runtime, permanent) =
-            targets(args.bool("permanent", false)?, args.bool("immediate", false)?);
+        let (runtime, permanent) = targets(
+            args.bool("permanent", false)?,
+            args.bool("immediate", false)?,
+        );
         let zone = args
             .str("zone")?
             .map(|z| format!(" --zone={}", quote(&z)))
@@ -91,7 +100,11 @@ impl Module for Firewalld {
             let present = q.rc == 0;
             if present != enable {
                 let verb = if enable { "add" } else { "remove" };
-                let t = if perm.is_empty() { timeout.as_str() } else { "" };
+                let t = if perm.is_empty() {
+                    timeout.as_str()
+                } else {
+                    ""
+                };
                 cmds.push(format!("firewall-cmd{perm}{zone} {}{t}", arg(verb)));
             }
         }
@@ -128,13 +141,32 @@ mod tests {
         assert!(!c.sent("^firewall-cmd --zone=public --add-port"));
 
         let c = FakeConn::new().on("--query", 0, "yes");
-        let o = run(&Firewalld, json!({"service": "https", "state": "enabled"}), &env.ctx(&c)).await;
+        let o = run(
+            &Firewalld,
+            json!({"service": "https", "state": "enabled"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(!o.changed);
-        assert_eq!(c.commands(), vec!["firewall-cmd --query-service=https".to_owned()]);
+        assert_eq!(
+            c.commands(),
+            vec!["firewall-cmd --query-service=https".to_owned()]
+        );
 
         let c = FakeConn::new().on("--query", 0, "yes");
-        let o = run(&Firewalld, json!({"masquerade": true, "state": "disabled", "permanent": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Firewalld,
+            json!({"masquerade": true, "state": "disabled", "permanent": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
-        assert_eq!(c.commands(), vec!["firewall-cmd --permanent --query-masquerade".to_owned(), "firewall-cmd --permanent --remove-masquerade".into()]);
+        assert_eq!(
+            c.commands(),
+            vec![
+                "firewall-cmd --permanent --query-masquerade".to_owned(),
+                "firewall-cmd --permanent --remove-masquerade".into()
+            ]
+        );
     }
 }

@@ -12,9 +12,27 @@ use super::{quote, Args, Ctx, Module, Outcome};
 pub struct GetUrl;
 
 const PARAMS: &[&str] = &[
-    "url", "dest", "checksum", "mode", "owner", "group", "force", "timeout", "headers",
-    "validate_certs", "url_username", "username", "url_password", "password", "force_basic_auth",
-    "backup", "tmp_dest", "http_agent", "use_proxy", "unredirected_headers", "decompress",
+    "url",
+    "dest",
+    "checksum",
+    "mode",
+    "owner",
+    "group",
+    "force",
+    "timeout",
+    "headers",
+    "validate_certs",
+    "url_username",
+    "username",
+    "url_password",
+    "password",
+    "force_basic_auth",
+    "backup",
+    "tmp_dest",
+    "http_agent",
+    "use_proxy",
+    "unredirected_headers",
+    "decompress",
 ];
 
 /// Splits `alg:hex` (`sha256:ab…`).
@@ -43,18 +61,35 @@ impl Module for GetUrl {
         let force = args.bool("force", false)?;
         let timeout = args.int("timeout")?.unwrap_or(10);
         let insecure = !args.bool("validate_certs", true)?;
-        let checksum = args.str("checksum")?.filter(|c| !c.is_empty()).map(|c| parse_checksum(&c)).transpose()?;
+        let checksum = args
+            .str("checksum")?
+            .filter(|c| !c.is_empty())
+            .map(|c| parse_checksum(&c))
+            .transpose()?;
         let alg = checksum.as_ref().map(|(a, _)| a.as_str()).unwrap_or("sha1");
-        let out = ctx.read_ok(&attrs::stat_command(&dest, true, Some(alg))).await?;
+        let out = ctx
+            .read_ok(&attrs::stat_command(&dest, true, Some(alg)))
+            .await?;
         let mut cur = attrs::parse_stat(&out)?;
         if cur.as_ref().is_some_and(|c| c.kind == Kind::Dir) {
-            let name = url.split(['?', '#']).next().unwrap_or(&url).rsplit('/').next().unwrap_or("index.html");
+            let name = url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or(&url)
+                .rsplit('/')
+                .next()
+                .unwrap_or("index.html");
             let name = if name.is_empty() { "index.html" } else { name };
             dest = format!("{}/{name}", dest.trim_end_matches('/'));
-            cur = attrs::parse_stat(&ctx.read_ok(&attrs::stat_command(&dest, true, Some(alg))).await?)?;
+            cur = attrs::parse_stat(
+                &ctx.read_ok(&attrs::stat_command(&dest, true, Some(alg)))
+                    .await?,
+            )?;
         }
         let a = Attrs::from_args(args)?;
-        let mut result = Outcome::ok().with("url", url.clone()).with("dest", dest.clone());
+        let mut result = Outcome::ok()
+            .with("url", url.clone())
+            .with("dest", dest.clone());
         let up_to_date = match (&cur, &checksum) {
             (None, _) => false,
             (Some(c), Some((_, want))) => c.checksum.as_deref() == Some(want.as_str()),
@@ -76,7 +111,10 @@ impl Module for GetUrl {
                         wget.push_str(&format!(" --header={}", quote(&hv)));
                     }
                 }
-                if let (Some(u), Some(p)) = (args.str_any(&["url_username", "username"])?, args.str_any(&["url_password", "password"])?) {
+                if let (Some(u), Some(p)) = (
+                    args.str_any(&["url_username", "username"])?,
+                    args.str_any(&["url_password", "password"])?,
+                ) {
                     curl.push_str(&format!(" -u {}", quote(&format!("{u}:{p}"))));
                     wget.push_str(&format!(" --user={} --password={}", quote(&u), quote(&p)));
                 }
@@ -91,7 +129,12 @@ impl Module for GetUrl {
                 );
                 let dl = ctx.read(&script).await?;
                 if dl.rc != 0 {
-                    return Ok(Outcome::failed(format!("Request failed: {}", dl.stderr_str().trim())).with("url", url).with("dest", dest));
+                    return Ok(Outcome::failed(format!(
+                        "Request failed: {}",
+                        dl.stderr_str().trim()
+                    ))
+                    .with("url", url)
+                    .with("dest", dest));
                 }
                 let text = dl.stdout_str();
                 let lines: Vec<&str> = text.lines().collect();
@@ -107,22 +150,36 @@ impl Module for GetUrl {
                         )));
                     }
                 }
-                let same = cur.as_ref().is_some_and(|c| checksum.is_none() && c.checksum.as_deref() == Some(sha1));
+                let same = cur
+                    .as_ref()
+                    .is_some_and(|c| checksum.is_none() && c.checksum.as_deref() == Some(sha1));
                 if same {
                     ctx.apply(&format!("rm -f {}", quote(tmp))).await?;
                     result.changed = false;
                 } else {
                     let keep = match &cur {
-                        Some(c) => format!(" && chown {}:{} \"$t\" && chmod {:o} \"$t\"", c.uid, c.gid, c.mode),
+                        Some(c) => format!(
+                            " && chown {}:{} \"$t\" && chmod {:o} \"$t\"",
+                            c.uid, c.gid, c.mode
+                        ),
                         None => " && chmod 644 \"$t\"".into(),
                     };
-                    ctx.apply(&format!("t={}{keep} && mv -f \"$t\" {q}", quote(tmp))).await?;
+                    ctx.apply(&format!("t={}{keep} && mv -f \"$t\" {q}", quote(tmp)))
+                        .await?;
                 }
                 result.data.insert("checksum_dest".into(), sha1.into());
             }
         }
-        let base = if result.changed && !ctx.check { None } else { cur.as_ref() };
-        let base = if base.is_none() && !result.changed { cur.as_ref() } else { base };
+        let base = if result.changed && !ctx.check {
+            None
+        } else {
+            cur.as_ref()
+        };
+        let base = if base.is_none() && !result.changed {
+            cur.as_ref()
+        } else {
+            base
+        };
         if !ctx.check || cur.is_some() {
             result.changed |= a.apply(ctx, &dest, base).await?;
         }
@@ -158,7 +215,15 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "payload");
         assert!(!run(&GetUrl, a, &ctx).await.changed);
         // no checksum, dest exists, not forced: nothing to do
-        assert!(!run(&GetUrl, json!({"url": url, "dest": dest.to_str().unwrap()}), &ctx).await.changed);
+        assert!(
+            !run(
+                &GetUrl,
+                json!({"url": url, "dest": dest.to_str().unwrap()}),
+                &ctx
+            )
+            .await
+            .changed
+        );
         let e = run_err(&GetUrl, json!({"url": url, "dest": dir.path().join("o").to_str().unwrap(), "checksum": "sha256:00"}), &ctx).await;
         assert!(e.contains("did not match"), "{e}");
         assert!(!dir.path().join("o").exists());

@@ -37,13 +37,19 @@ impl Module for Hostname {
         if cur != name || file != name {
             o.changed = true;
             if ctx.diff {
-                o.diffs.push(Diff::text("hostname", &format!("hostname = {cur}\n"), &format!("hostname = {name}\n")));
+                o.diffs.push(Diff::text(
+                    "hostname",
+                    &format!("hostname = {cur}\n"),
+                    &format!("hostname = {name}\n"),
+                ));
             }
             if ctl {
-                ctx.apply(&format!("hostnamectl set-hostname {}", quote(&name))).await?;
+                ctx.apply(&format!("hostnamectl set-hostname {}", quote(&name)))
+                    .await?;
             } else {
                 if file != name {
-                    ctx.write_file("/etc/hostname", format!("{name}\n").as_bytes(), Some(0o644)).await?;
+                    ctx.write_file("/etc/hostname", format!("{name}\n").as_bytes(), Some(0o644))
+                        .await?;
                 }
                 if cur != name {
                     ctx.apply(&format!("hostname {}", quote(&name))).await?;
@@ -73,10 +79,18 @@ mod tests {
         assert!(o.changed);
         assert!(c.sent("^hostname node1$") && !c.sent("^PUT"));
         let c = FakeConn::new().on("^echo \"cur", 0, "cur=node1\nfile=node1\nctl=1\n");
-        assert!(!run(&Hostname, json!({"name": "node1"}), &env.ctx(&c)).await.changed);
+        assert!(
+            !run(&Hostname, json!({"name": "node1"}), &env.ctx(&c))
+                .await
+                .changed
+        );
         assert_eq!(c.commands().len(), 1);
         let c = FakeConn::new().on("^echo \"cur", 0, "cur=a\nfile=a\nctl=1\n");
-        assert!(run(&Hostname, json!({"name": "b.example"}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(&Hostname, json!({"name": "b.example"}), &env.ctx(&c))
+                .await
+                .changed
+        );
         assert!(c.sent("^hostnamectl set-hostname b.example$"));
     }
 }

@@ -53,7 +53,8 @@ impl Module for Modprobe {
         let name = args.required(&["name"])?;
         let present = args.choice("state", &["present", "absent"], "present")? == "present";
         let params = args.str("params")?.unwrap_or_default();
-        let persistent = args.choice("persistent", &["disabled", "present", "absent"], "disabled")?;
+        let persistent =
+            args.choice("persistent", &["disabled", "present", "absent"], "disabled")?;
         let st = parse(&ctx.read_ok(&read_command(&name)).await?);
         let mut out = Outcome::ok()
             .with("name", name.clone())
@@ -61,8 +62,13 @@ impl Module for Modprobe {
             .with("state", if present { "present" } else { "absent" });
         let loaded = st.status != "absent";
         if present && !loaded {
-            let p = params.split_whitespace().map(quote).collect::<Vec<_>>().join(" ");
-            ctx.apply(format!("modprobe {} {p}", quote(&name)).trim_end()).await?;
+            let p = params
+                .split_whitespace()
+                .map(quote)
+                .collect::<Vec<_>>()
+                .join(" ");
+            ctx.apply(format!("modprobe {} {p}", quote(&name)).trim_end())
+                .await?;
             out.changed = true;
         } else if !present && st.status == "loaded" {
             ctx.apply(&format!("modprobe -r {}", quote(&name))).await?;
@@ -79,7 +85,10 @@ impl Module for Modprobe {
                     (!params.is_empty()).then(|| format!("options {name} {params}\n")),
                 ),
             ],
-            "absent" => vec![(load_path, &st.load_conf, None), (opt_path, &st.options_conf, None)],
+            "absent" => vec![
+                (load_path, &st.load_conf, None),
+                (opt_path, &st.options_conf, None),
+            ],
             _ => Vec::new(),
         };
         for (path, cur, want) in files {
@@ -120,8 +129,14 @@ mod tests {
         let o = run(&Modprobe, a.clone(), &env.ctx(&c)).await;
         assert!(o.changed);
         assert!(c.sent("^modprobe br_netfilter 'x=1'$"));
-        assert_eq!(c.files.lock().unwrap()["/etc/modules-load.d/br_netfilter.conf"], b"br_netfilter\n");
-        assert_eq!(c.files.lock().unwrap()["/etc/modprobe.d/br_netfilter.conf"], b"options br_netfilter x=1\n");
+        assert_eq!(
+            c.files.lock().unwrap()["/etc/modules-load.d/br_netfilter.conf"],
+            b"br_netfilter\n"
+        );
+        assert_eq!(
+            c.files.lock().unwrap()["/etc/modprobe.d/br_netfilter.conf"],
+            b"options br_netfilter x=1\n"
+        );
 
         let c = FakeConn::new().on(
             "/proc/modules",
@@ -133,11 +148,31 @@ mod tests {
         assert_eq!(c.commands().len(), 1);
 
         let c = FakeConn::new().on("/proc/modules", 0, &format!("builtin\n{SEP}\n{SEP}\n"));
-        assert!(!run(&Modprobe, json!({"name": "overlay"}), &env.ctx(&c)).await.changed);
-        assert!(!run(&Modprobe, json!({"name": "overlay", "state": "absent"}), &env.ctx(&c)).await.changed);
+        assert!(
+            !run(&Modprobe, json!({"name": "overlay"}), &env.ctx(&c))
+                .await
+                .changed
+        );
+        assert!(
+            !run(
+                &Modprobe,
+                json!({"name": "overlay", "state": "absent"}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
 
         let c = FakeConn::new().on("/proc/modules", 0, &format!("loaded\n{SEP}\n{SEP}\n"));
-        assert!(run(&Modprobe, json!({"name": "dummy", "state": "absent"}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(
+                &Modprobe,
+                json!({"name": "dummy", "state": "absent"}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
         assert!(c.sent("^modprobe -r dummy$"));
     }
 
@@ -146,13 +181,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let ctx = env.ctx(&crate::modules::testing::LocalConn);
-        let st = parse(&ctx.read_ok(&read_command("no_such_module_xyz")).await.unwrap());
-        assert_eq!(st, ModState { status: "absent".into(), load_conf: String::new(), options_conf: String::new() });
+        let st = parse(
+            &ctx.read_ok(&read_command("no_such_module_xyz"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            st,
+            ModState {
+                status: "absent".into(),
+                load_conf: String::new(),
+                options_conf: String::new()
+            }
+        );
     }
 
     #[test]
     fn parse_read() {
         let s = parse(&format!("loaded\n{SEP}\na\n{SEP}\n"));
-        assert_eq!((s.status.as_str(), s.load_conf.as_str(), s.options_conf.as_str()), ("loaded", "a\n", ""));
+        assert_eq!(
+            (
+                s.status.as_str(),
+                s.load_conf.as_str(),
+                s.options_conf.as_str()
+            ),
+            ("loaded", "a\n", "")
+        );
     }
 }

@@ -72,7 +72,14 @@ pub fn set_entry(text: &str, e: &Entry) -> Option<String> {
         match fields_of(l) {
             Some(f) if f[1] == want[1] => {
                 found = true;
-                let cur = [f[0], f[1], f[2], f[3], f.get(4).copied().unwrap_or("0"), f.get(5).copied().unwrap_or("0")];
+                let cur = [
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    f.get(4).copied().unwrap_or("0"),
+                    f.get(5).copied().unwrap_or("0"),
+                ];
                 if cur.iter().zip(&want).all(|(a, b)| a == b) {
                     out.push_str(l);
                 } else {
@@ -115,8 +122,23 @@ impl Module for Mount {
     }
     async fn run(&self, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome> {
         let path = args.required(&["path", "name"])?;
-        let path = if path.len() > 1 { path.trim_end_matches('/').to_owned() } else { path };
-        let state = args.choice("state", &["mounted", "unmounted", "present", "absent", "remounted", "ephemeral"], "")?;
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/').to_owned()
+        } else {
+            path
+        };
+        let state = args.choice(
+            "state",
+            &[
+                "mounted",
+                "unmounted",
+                "present",
+                "absent",
+                "remounted",
+                "ephemeral",
+            ],
+            "",
+        )?;
         if state == "ephemeral" {
             bail!("state=ephemeral is not supported");
         }
@@ -153,9 +175,11 @@ impl Module for Mount {
                     dump: args.str("dump")?.unwrap_or_else(|| "0".into()),
                     passno: args.str("passno")?.unwrap_or_else(|| "0".into()),
                 };
-                out = edit_file(ctx, &fstab, &opts, |t| match set_entry(t.unwrap_or_default(), &e) {
-                    Some(n) => Edit::Write(n, String::new()),
-                    None => Edit::Keep(String::new()),
+                out = edit_file(ctx, &fstab, &opts, |t| {
+                    match set_entry(t.unwrap_or_default(), &e) {
+                        Some(n) => Edit::Write(n, String::new()),
+                        None => Edit::Keep(String::new()),
+                    }
                 })
                 .await?;
                 if state == "mounted" {
@@ -163,7 +187,12 @@ impl Module for Mount {
                         let how = if fstab == "/etc/fstab" {
                             format!("mount {q}")
                         } else {
-                            format!("mount -o {} -t {} {} {q}", quote(&e.opts), quote(&e.fstype), quote(&e.src))
+                            format!(
+                                "mount -o {} -t {} {} {q}",
+                                quote(&e.opts),
+                                quote(&e.fstype),
+                                quote(&e.src)
+                            )
                         };
                         cmds.push(format!("mkdir -p {q} && {how}"));
                     } else if out.changed {
@@ -172,16 +201,20 @@ impl Module for Mount {
                 }
             }
             "absent" => {
-                out = edit_file(ctx, &fstab, &opts, |t| match t.and_then(|t| remove_entry(t, &path)) {
-                    Some(n) => Edit::Write(n, String::new()),
-                    None => Edit::Keep(String::new()),
+                out = edit_file(ctx, &fstab, &opts, |t| {
+                    match t.and_then(|t| remove_entry(t, &path)) {
+                        Some(n) => Edit::Write(n, String::new()),
+                        None => Edit::Keep(String::new()),
+                    }
                 })
                 .await?;
                 if mounted {
                     cmds.push(format!("umount {q}"));
                 }
                 if mounted || out.changed {
-                    cmds.push(format!("if [ -d {q} ]; then rmdir {q} 2>/dev/null || true; fi"));
+                    cmds.push(format!(
+                        "if [ -d {q} ]; then rmdir {q} 2>/dev/null || true; fi"
+                    ));
                 }
             }
             "unmounted" if mounted => cmds.push(format!("umount {q}")),
@@ -208,7 +241,14 @@ mod tests {
     use serde_json::json;
 
     fn e(opts: &str) -> Entry {
-        Entry { src: "/dev/sdb1".into(), path: "/data".into(), fstype: "ext4".into(), opts: opts.into(), dump: "0".into(), passno: "0".into() }
+        Entry {
+            src: "/dev/sdb1".into(),
+            path: "/data".into(),
+            fstype: "ext4".into(),
+            opts: opts.into(),
+            dump: "0".into(),
+            passno: "0".into(),
+        }
     }
 
     #[test]
@@ -219,10 +259,19 @@ mod tests {
             set_entry(t, &e("noatime")).unwrap(),
             "# c\nUUID=x / ext4 defaults 0 1\n/dev/sdb1 /data ext4 noatime 0 0\n"
         );
-        assert_eq!(set_entry("a b c d 0 0", &e("defaults")).unwrap(), "a b c d 0 0\n/dev/sdb1 /data ext4 defaults 0 0\n");
-        assert_eq!(remove_entry(t, "/data").unwrap(), "# c\nUUID=x / ext4 defaults 0 1\n");
+        assert_eq!(
+            set_entry("a b c d 0 0", &e("defaults")).unwrap(),
+            "a b c d 0 0\n/dev/sdb1 /data ext4 defaults 0 0\n"
+        );
+        assert_eq!(
+            remove_entry(t, "/data").unwrap(),
+            "# c\nUUID=x / ext4 defaults 0 1\n"
+        );
         assert_eq!(remove_entry(t, "/nope"), None);
-        let sp = Entry { path: "/my data".into(), ..e("defaults") };
+        let sp = Entry {
+            path: "/my data".into(),
+            ..e("defaults")
+        };
         assert_eq!(sp.line(), "/dev/sdb1 /my\\040data ext4 defaults 0 0\n");
     }
 
@@ -233,18 +282,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let a = json!({"path": "/data", "src": "/dev/sdb1", "fstype": "ext4", "state": "mounted"});
-        let c = FakeConn::new().on("^p=", 0, STAT).on("then cat", 0, "").on("findmnt", 1, "");
+        let c = FakeConn::new()
+            .on("^p=", 0, STAT)
+            .on("then cat", 0, "")
+            .on("findmnt", 1, "");
         let o = run(&Mount, a.clone(), &env.ctx(&c)).await;
         assert!(o.changed);
-        assert_eq!(c.files.lock().unwrap()["/etc/fstab"], b"/dev/sdb1 /data ext4 defaults 0 0\n");
+        assert_eq!(
+            c.files.lock().unwrap()["/etc/fstab"],
+            b"/dev/sdb1 /data ext4 defaults 0 0\n"
+        );
         assert!(c.sent("^mkdir -p /data && mount /data$"));
 
-        let c = FakeConn::new().on("^p=", 0, STAT).on("then cat", 0, "/dev/sdb1 /data ext4 defaults 0 0\n").on("findmnt", 0, "");
+        let c = FakeConn::new()
+            .on("^p=", 0, STAT)
+            .on("then cat", 0, "/dev/sdb1 /data ext4 defaults 0 0\n")
+            .on("findmnt", 0, "");
         assert!(!run(&Mount, a, &env.ctx(&c)).await.changed);
         assert!(!c.sent("^mount|^PUT|^umount"));
 
-        let c = FakeConn::new().on("^p=", 0, STAT).on("then cat", 0, "/dev/sdb1 /data ext4 defaults 0 0\n").on("findmnt", 0, "");
-        let o = run(&Mount, json!({"path": "/data", "state": "absent"}), &env.ctx(&c)).await;
+        let c = FakeConn::new()
+            .on("^p=", 0, STAT)
+            .on("then cat", 0, "/dev/sdb1 /data ext4 defaults 0 0\n")
+            .on("findmnt", 0, "");
+        let o = run(
+            &Mount,
+            json!({"path": "/data", "state": "absent"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("^umount /data$"));
         assert_eq!(c.files.lock().unwrap()["/etc/fstab"], b"");

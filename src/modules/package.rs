@@ -97,7 +97,14 @@ async fn run_packages(m: Manager, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome>
     };
     let state = args.choice(
         "state",
-        &["present", "installed", "latest", "absent", "removed", "purged"],
+        &[
+            "present",
+            "installed",
+            "latest",
+            "absent",
+            "removed",
+            "purged",
+        ],
         "present",
     )?;
     let update = args.bool("update_cache", false)? || args.bool("update-cache", false)?;
@@ -109,7 +116,10 @@ async fn run_packages(m: Manager, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome>
                     .read("stat -c %Y /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists 2>/dev/null | sort -n | tail -1")
                     .await?
                     .stdout_str();
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
                 stamp.trim().parse::<i64>().is_ok_and(|t| now - t < valid)
             }
             _ => false,
@@ -158,11 +168,18 @@ async fn run_packages(m: Manager, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome>
     if targets.is_empty() {
         return Ok(out);
     }
-    let list = targets.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+    let list = targets
+        .iter()
+        .map(|n| quote(n))
+        .collect::<Vec<_>>()
+        .join(" ");
     let purge = state == "purged" || args.bool("purge", false)?;
     let cmd = match (m, remove) {
         (Manager::Apt, false) => {
-            let rec = match args.opt_bool("install_recommends")?.or(args.opt_bool("install-recommends")?) {
+            let rec = match args
+                .opt_bool("install_recommends")?
+                .or(args.opt_bool("install-recommends")?)
+            {
                 Some(false) => " --no-install-recommends",
                 Some(true) => " -o APT::Install-Recommends=yes",
                 None => "",
@@ -175,7 +192,13 @@ async fn run_packages(m: Manager, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome>
         ),
         (Manager::Dnf | Manager::Yum, r) => {
             let tool = if m == Manager::Dnf { "dnf" } else { "yum" };
-            let verb = if r { "remove" } else if latest { "upgrade" } else { "install" };
+            let verb = if r {
+                "remove"
+            } else if latest {
+                "upgrade"
+            } else {
+                "install"
+            };
             // `upgrade` does not install missing packages: install them alongside.
             if latest {
                 format!("{tool} -y -q install {list} && {tool} -y -q upgrade {list}")
@@ -188,7 +211,11 @@ async fn run_packages(m: Manager, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome>
     out.changed = true;
     out.data.insert(
         "packages".into(),
-        targets.iter().map(|s| s.as_str()).collect::<Vec<_>>().into(),
+        targets
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .into(),
     );
     Ok(out)
 }
@@ -247,7 +274,11 @@ impl Module for Package {
             "apt" | "apt-get" => Manager::Apt,
             "dnf" | "dnf5" => Manager::Dnf,
             "yum" => Manager::Yum,
-            other => return Ok(Outcome::failed(format!("no supported package manager found (got '{other}')"))),
+            other => {
+                return Ok(Outcome::failed(format!(
+                    "no supported package manager found (got '{other}')"
+                )))
+            }
         };
         run_packages(m, args, ctx).await
     }
@@ -264,7 +295,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let c = FakeConn::new().on("^for p in", 0, "I curl\nM jq\n");
-        let o = run(&Apt, json!({"name": ["curl", "jq=1.6*"], "install_recommends": false}), &env.ctx(&c)).await;
+        let o = run(
+            &Apt,
+            json!({"name": ["curl", "jq=1.6*"], "install_recommends": false}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("apt-get install .*--no-install-recommends 'jq=1.6\\*'$"));
         assert!(!c.sent("install.* curl"));
@@ -275,7 +311,12 @@ mod tests {
         assert_eq!(c.commands().len(), 1);
 
         let c = FakeConn::new().on("^for p in", 0, "I curl\nM jq\n");
-        let o = run(&Apt, json!({"name": ["curl", "jq"], "state": "absent", "purge": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Apt,
+            json!({"name": ["curl", "jq"], "state": "absent", "purge": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("apt-get remove -y -q --purge curl$"));
     }
@@ -284,18 +325,36 @@ mod tests {
     async fn apt_cache_valid_time_and_package_dispatch() {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let c = FakeConn::new().on("^stat -c %Y", 0, &format!("{}\n", now - 10));
-        let o = run(&Apt, json!({"update_cache": true, "cache_valid_time": 3600}), &env.ctx(&c)).await;
+        let o = run(
+            &Apt,
+            json!({"update_cache": true, "cache_valid_time": 3600}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(!o.changed && !c.sent("apt-get update"));
         let c = FakeConn::new().on("^stat -c %Y", 0, &format!("{}\n", now - 7200));
-        let o = run(&Apt, json!({"update_cache": true, "cache_valid_time": 3600}), &env.ctx(&c)).await;
+        let o = run(
+            &Apt,
+            json!({"update_cache": true, "cache_valid_time": 3600}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed && c.sent("apt-get update"));
 
         let c = FakeConn::new()
             .on("^for t in", 0, "dnf\n")
             .on("^for p in", 0, "U kernel\n");
-        let o = run(&Package, json!({"name": "kernel", "state": "latest"}), &env.ctx(&c)).await;
+        let o = run(
+            &Package,
+            json!({"name": "kernel", "state": "latest"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("dnf -y -q install kernel && dnf -y -q upgrade kernel"));
         assert!(c.sent("check-update"));
@@ -308,7 +367,11 @@ mod tests {
         let env = Env::new(dir.path());
         let ctx = env.ctx(&crate::modules::testing::LocalConn);
         let out = ctx
-            .read_ok(&query_command(Manager::Apt, &["coreutils".into(), "no-such-pkg-xyz".into()], false))
+            .read_ok(&query_command(
+                Manager::Apt,
+                &["coreutils".into(), "no-such-pkg-xyz".into()],
+                false,
+            ))
             .await
             .unwrap();
         assert_eq!(out, "I coreutils\nM no-such-pkg-xyz\n");

@@ -81,15 +81,22 @@ impl Module for Sysctl {
         let present = args.choice("state", &["present", "absent"], "present")? == "present";
         let value = match args.get_any(&["value", "val"]) {
             Some(serde_json::Value::Bool(b)) => Some(if *b { "1" } else { "0" }.to_owned()),
-            Some(v @ serde_json::Value::String(s)) if ["yes", "no", "true", "false", "on", "off"].contains(&s.to_ascii_lowercase().as_str()) => {
+            Some(v @ serde_json::Value::String(s))
+                if ["yes", "no", "true", "false", "on", "off"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
+            {
                 to_bool(v).map(|b| if b { "1" } else { "0" }.to_owned())
             }
-            _ => args.str_any(&["value", "val"])?.map(|v| v.trim().to_owned()),
+            _ => args
+                .str_any(&["value", "val"])?
+                .map(|v| v.trim().to_owned()),
         };
         if present && value.is_none() {
             anyhow::bail!("value is required with state=present");
         }
-        let file = args.str("sysctl_file")?.unwrap_or_else(|| "/etc/sysctl.conf".into());
+        let file = args
+            .str("sysctl_file")?
+            .unwrap_or_else(|| "/etc/sysctl.conf".into());
         let reload = args.bool("reload", true)?;
         let ignore = args.bool("ignoreerrors", false)?;
         let opts = EditOpts::default();
@@ -150,7 +157,10 @@ mod tests {
             fix_lines(t, "net.ipv4.ip_forward", Some("1")),
             "# c\nnet.ipv4.ip_forward=1\nvm.swappiness=10\n"
         );
-        assert_eq!(fix_lines(t, "vm.swappiness", None), "# c\nnet.ipv4.ip_forward = 0\nnet.ipv4.ip_forward=0\n");
+        assert_eq!(
+            fix_lines(t, "vm.swappiness", None),
+            "# c\nnet.ipv4.ip_forward = 0\nnet.ipv4.ip_forward=0\n"
+        );
         assert_eq!(fix_lines("a=1", "b", Some("2")), "a=1\nb=2\n");
         assert_eq!(file_value(t, "net.ipv4.ip_forward").as_deref(), Some("0"));
         assert!(same_value("4096 87380", "4096\t87380\n"));
@@ -170,21 +180,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let c = conn("net.ipv4.ip_forward=0\n", "0\n");
-        let o = run(&Sysctl, json!({"name": "net.ipv4.ip_forward", "value": "1", "sysctl_set": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Sysctl,
+            json!({"name": "net.ipv4.ip_forward", "value": "1", "sysctl_set": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
-        assert_eq!(c.files.lock().unwrap()["/etc/sysctl.conf"], b"net.ipv4.ip_forward=1\n");
+        assert_eq!(
+            c.files.lock().unwrap()["/etc/sysctl.conf"],
+            b"net.ipv4.ip_forward=1\n"
+        );
         assert!(c.sent("^sysctl -p /etc/sysctl.conf$"));
         assert!(c.sent("^sysctl -w 'net.ipv4.ip_forward=1'$"));
 
         // file and live value already right: only reads
         let c = conn("net.ipv4.ip_forward = 1\n", "1\n");
-        let o = run(&Sysctl, json!({"name": "net.ipv4.ip_forward", "value": 1, "sysctl_set": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Sysctl,
+            json!({"name": "net.ipv4.ip_forward", "value": 1, "sysctl_set": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(!o.changed);
         assert!(!c.sent("^sysctl -[wp]|^PUT"));
 
         // live value differs but file right: only sysctl -w
         let c = conn("net.ipv4.ip_forward=1\n", "0\n");
-        let o = run(&Sysctl, json!({"name": "net.ipv4.ip_forward", "value": "1", "sysctl_set": "yes"}), &env.ctx(&c)).await;
+        let o = run(
+            &Sysctl,
+            json!({"name": "net.ipv4.ip_forward", "value": "1", "sysctl_set": "yes"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("^sysctl -w") && !c.sent("^PUT|^sysctl -p"));
 
@@ -192,7 +220,12 @@ mod tests {
         let mut cenv = Env::new(dir.path());
         cenv.check = true;
         let c = conn("", "0\n");
-        let o = run(&Sysctl, json!({"name": "vm.x", "value": "1", "sysctl_set": true}), &cenv.ctx(&c)).await;
+        let o = run(
+            &Sysctl,
+            json!({"name": "vm.x", "value": "1", "sysctl_set": true}),
+            &cenv.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(o.diffs[0].after, "vm.x=1\n");
         assert!(!c.sent("^sysctl -[wp]|^PUT"));

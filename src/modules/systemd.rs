@@ -44,7 +44,14 @@ const SERVICE_PARAMS: &[&str] = &[
 const STATES: &[&str] = &["started", "stopped", "restarted", "reloaded"];
 
 /// The properties read from `systemctl show`.
-const PROPS: &[&str] = &["Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID"];
+const PROPS: &[&str] = &[
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "MainPID",
+];
 
 /// Parses `systemctl show` output (`Key=Value` lines).
 pub fn parse_show(out: &str) -> Map<String, Value> {
@@ -74,7 +81,14 @@ pub fn plan(
     }
     let is_enabled = matches!(
         file_state,
-        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated" | "linked" | "linked-runtime"
+        "enabled"
+            | "enabled-runtime"
+            | "static"
+            | "alias"
+            | "indirect"
+            | "generated"
+            | "linked"
+            | "linked-runtime"
     );
     match enabled {
         Some(true) if !is_enabled => cmds.push(format!("systemctl enable {u}")),
@@ -116,13 +130,23 @@ async fn run_systemd(
         }
         return Ok(Outcome::ok());
     };
-    let unit = if name.contains('.') { name.clone() } else { format!("{name}.service") };
+    let unit = if name.contains('.') {
+        name.clone()
+    } else {
+        format!("{name}.service")
+    };
     let props = PROPS.join(",");
     let status = parse_show(
-        &ctx.read_ok(&format!("systemctl show {} --property={props} --no-pager", quote(&unit)))
-            .await?,
+        &ctx.read_ok(&format!(
+            "systemctl show {} --property={props} --no-pager",
+            quote(&unit)
+        ))
+        .await?,
     );
-    let load = status.get("LoadState").and_then(Value::as_str).unwrap_or_default();
+    let load = status
+        .get("LoadState")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if load == "not-found" && (state.is_some() || enabled == Some(true) || masked == Some(false)) {
         return Ok(Outcome::failed(format!(
             "Could not find the requested service {name}: host"
@@ -195,8 +219,15 @@ impl Module for Service {
             return run_systemd(ctx, Some(name), state, enabled, None, false, false).await;
         }
         let n = quote(&name);
-        let extra = args.str_any(&["arguments", "args"])?.map(|a| format!(" {a}")).unwrap_or_default();
-        let running = ctx.read(&format!("service {n} status >/dev/null 2>&1")).await?.rc == 0;
+        let extra = args
+            .str_any(&["arguments", "args"])?
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
+        let running = ctx
+            .read(&format!("service {n} status >/dev/null 2>&1"))
+            .await?
+            .rc
+            == 0;
         let mut cmds = Vec::new();
         match state.as_deref() {
             Some("started") if !running => cmds.push(format!("service {n} start{extra}")),
@@ -249,7 +280,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let c = FakeConn::new().on("^systemctl show", 0, &show("inactive", "disabled"));
-        let o = run(&Systemd, json!({"name": "nginx", "state": "started", "enabled": true, "daemon_reload": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Systemd,
+            json!({"name": "nginx", "state": "started", "enabled": true, "daemon_reload": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(
             c.commands(),
@@ -263,27 +299,62 @@ mod tests {
         assert_eq!(o.data["status"]["ActiveState"], "inactive");
 
         let c = FakeConn::new().on("^systemctl show", 0, &show("active", "enabled"));
-        let o = run(&Systemd, json!({"name": "nginx", "state": "started", "enabled": "yes"}), &env.ctx(&c)).await;
+        let o = run(
+            &Systemd,
+            json!({"name": "nginx", "state": "started", "enabled": "yes"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(!o.changed);
         assert_eq!(c.commands().len(), 1);
 
         let c = FakeConn::new().on("^systemctl show", 0, &show("active", "enabled"));
-        assert!(run(&Systemd, json!({"name": "nginx", "state": "restarted"}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(
+                &Systemd,
+                json!({"name": "nginx", "state": "restarted"}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
         assert!(c.sent("^systemctl restart nginx.service$"));
 
         let c = FakeConn::new().on("^systemctl show", 0, &show("active", "masked"));
-        assert!(run(&Systemd, json!({"name": "x.socket", "masked": false}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(
+                &Systemd,
+                json!({"name": "x.socket", "masked": false}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
         assert!(c.sent("^systemctl unmask x.socket$"));
 
         let mut cenv = Env::new(dir.path());
         cenv.check = true;
         let c = FakeConn::new().on("^systemctl show", 0, &show("active", "enabled"));
-        let o = run(&Systemd, json!({"name": "nginx", "state": "stopped"}), &cenv.ctx(&c)).await;
+        let o = run(
+            &Systemd,
+            json!({"name": "nginx", "state": "stopped"}),
+            &cenv.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(!c.sent("stop"));
 
-        let c = FakeConn::new().on("^systemctl show", 0, "Id=nope.service\nLoadState=not-found\nActiveState=inactive\n");
-        let o = run(&Systemd, json!({"name": "nope", "state": "started"}), &env.ctx(&c)).await;
+        let c = FakeConn::new().on(
+            "^systemctl show",
+            0,
+            "Id=nope.service\nLoadState=not-found\nActiveState=inactive\n",
+        );
+        let o = run(
+            &Systemd,
+            json!({"name": "nope", "state": "started"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.failed);
     }
 
@@ -295,11 +366,28 @@ mod tests {
             .on("command -v systemctl", 1, "")
             .on("status", 3, "")
             .on("^ls /etc/rc", 2, "");
-        let o = run(&Service, json!({"name": "ssh", "state": "started", "enabled": true}), &env.ctx(&c)).await;
+        let o = run(
+            &Service,
+            json!({"name": "ssh", "state": "started", "enabled": true}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("^service ssh start$"));
         assert!(c.sent("update-rc.d ssh enable"));
-        let c = FakeConn::new().on("command -v systemctl", 0, "").on("^systemctl show", 0, &show("active", "enabled"));
-        assert!(!run(&Service, json!({"name": "ssh", "state": "started"}), &env.ctx(&c)).await.changed);
+        let c = FakeConn::new().on("command -v systemctl", 0, "").on(
+            "^systemctl show",
+            0,
+            &show("active", "enabled"),
+        );
+        assert!(
+            !run(
+                &Service,
+                json!({"name": "ssh", "state": "started"}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
     }
 }

@@ -61,12 +61,16 @@ pub fn rule_words(args: &Args, rule: &str) -> Result<Vec<String>> {
     if args.bool("log", false)? {
         w.push("log".into());
     }
-    let from = args.str_any(&["from_ip", "from", "src"])?.unwrap_or_else(|| "any".into());
+    let from = args
+        .str_any(&["from_ip", "from", "src"])?
+        .unwrap_or_else(|| "any".into());
     w.push(format!("from {}", quote(&from)));
     if let Some(p) = args.str("from_port")? {
         w.push(format!("port {}", quote(&p)));
     }
-    let to = args.str_any(&["to_ip", "to", "dest"])?.unwrap_or_else(|| "any".into());
+    let to = args
+        .str_any(&["to_ip", "to", "dest"])?
+        .unwrap_or_else(|| "any".into());
     w.push(format!("to {}", quote(&to)));
     if let Some(p) = args.str_any(&["port", "to_port"])? {
         w.push(format!("port {}", quote(&p)));
@@ -91,12 +95,19 @@ impl Module for Ufw {
             if !["allow", "deny", "reject", "limit"].contains(&rule.as_str()) {
                 bail!("value of rule must be one of: allow, deny, reject, limit, got: {rule}");
             }
-            let delete = if args.bool("delete", false)? { "delete " } else { "" };
+            let delete = if args.bool("delete", false)? {
+                "delete "
+            } else {
+                ""
+            };
             let words = rule_words(args, &rule)?.join(" ");
             let dry = ctx.read(&format!("ufw --dry-run {delete}{words}")).await?;
             let text = format!("{}{}", dry.stdout_str(), dry.stderr_str());
             if dry.rc != 0 && !text.contains("non-existent rule") {
-                return Ok(Outcome::failed(format!("ufw rejected the rule: {}", text.trim())));
+                return Ok(Outcome::failed(format!(
+                    "ufw rejected the rule: {}",
+                    text.trim()
+                )));
             }
             if !(text.contains("Skipping") || text.contains("non-existent rule")) {
                 cmds.push(format!("ufw {delete}{words}"));
@@ -131,10 +142,18 @@ impl Module for Ufw {
                 "reloaded" => cmds.push("ufw reload".into()),
                 "reset" => cmds.push("ufw --force reset".into()),
                 "enabled" | "disabled" => {}
-                s => bail!("value of state must be one of: enabled, disabled, reloaded, reset, got: {s}"),
+                s => bail!(
+                    "value of state must be one of: enabled, disabled, reloaded, reset, got: {s}"
+                ),
             }
         }
-        if cmds.is_empty() && args.get("rule").is_none() && args.get("state").is_none() && args.get("policy").is_none() && args.get("default").is_none() && args.get("logging").is_none() {
+        if cmds.is_empty()
+            && args.get("rule").is_none()
+            && args.get("state").is_none()
+            && args.get("policy").is_none()
+            && args.get("default").is_none()
+            && args.get("logging").is_none()
+        {
             bail!("one of the following is required: state, default, rule, logging");
         }
         for c in &cmds {
@@ -155,18 +174,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Env::new(dir.path());
         let c = FakeConn::new().on("--dry-run", 0, "Rules updated\n");
-        let o = run(&Ufw, json!({"rule": "allow", "port": "22", "proto": "tcp", "from_ip": "10.0.0.0/8"}), &env.ctx(&c)).await;
+        let o = run(
+            &Ufw,
+            json!({"rule": "allow", "port": "22", "proto": "tcp", "from_ip": "10.0.0.0/8"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
         assert!(c.sent("^ufw allow from 10.0.0.0/8 to any port 22 proto tcp$"));
 
         let c = FakeConn::new().on("--dry-run", 0, "Skipping adding existing rule\n");
-        assert!(!run(&Ufw, json!({"rule": "allow", "port": "22"}), &env.ctx(&c)).await.changed);
+        assert!(
+            !run(&Ufw, json!({"rule": "allow", "port": "22"}), &env.ctx(&c))
+                .await
+                .changed
+        );
         assert_eq!(c.commands().len(), 1);
 
         let c = FakeConn::new().on("^ufw status", 0, "Status: active\n");
-        assert!(!run(&Ufw, json!({"state": "enabled"}), &env.ctx(&c)).await.changed);
+        assert!(
+            !run(&Ufw, json!({"state": "enabled"}), &env.ctx(&c))
+                .await
+                .changed
+        );
         let c = FakeConn::new().on("^ufw status", 0, "Status: inactive\n");
-        assert!(run(&Ufw, json!({"state": "enabled"}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(&Ufw, json!({"state": "enabled"}), &env.ctx(&c))
+                .await
+                .changed
+        );
         assert!(c.sent("^ufw --force enable$"));
     }
 }

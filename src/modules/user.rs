@@ -10,9 +10,28 @@ use super::{quote, Args, Ctx, Module, Outcome};
 pub struct User;
 
 const PARAMS: &[&str] = &[
-    "name", "user", "state", "uid", "group", "groups", "append", "shell", "home", "create_home",
-    "createhome", "system", "password", "comment", "remove", "force", "move_home", "non_unique",
-    "update_password", "expires", "skeleton", "password_lock",
+    "name",
+    "user",
+    "state",
+    "uid",
+    "group",
+    "groups",
+    "append",
+    "shell",
+    "home",
+    "create_home",
+    "createhome",
+    "system",
+    "password",
+    "comment",
+    "remove",
+    "force",
+    "move_home",
+    "non_unique",
+    "update_password",
+    "expires",
+    "skeleton",
+    "password_lock",
 ];
 
 /// An account as the host reports it.
@@ -76,7 +95,9 @@ impl Module for User {
             "getent passwd {n} || exit 0; id -gn {n}; id -Gn {n}; getent shadow {n} 2>/dev/null | cut -d: -f2; true"
         );
         let cur = parse(&ctx.read_ok(&read).await?);
-        let mut out = Outcome::ok().with("name", name.clone()).with("state", if present { "present" } else { "absent" });
+        let mut out = Outcome::ok()
+            .with("name", name.clone())
+            .with("state", if present { "present" } else { "absent" });
         if !present {
             if cur.is_some() {
                 let mut cmd = "userdel".to_owned();
@@ -93,7 +114,10 @@ impl Module for User {
         }
         let uid = args.str("uid")?;
         let group = args.str("group")?;
-        let groups = args.get("groups").map(|_| args.list("groups")).transpose()?;
+        let groups = args
+            .get("groups")
+            .map(|_| args.list("groups"))
+            .transpose()?;
         let append = args.bool("append", false)?;
         let shell = args.str("shell")?;
         let home = args.str("home")?;
@@ -124,13 +148,18 @@ impl Module for User {
                 if args.bool("non_unique", false)? {
                     opts.push("-o".into());
                 }
-                let create = args.opt_bool("create_home")?.or(args.opt_bool("createhome")?).unwrap_or(true);
+                let create = args
+                    .opt_bool("create_home")?
+                    .or(args.opt_bool("createhome")?)
+                    .unwrap_or(true);
                 opts.push(if create { "-m" } else { "-M" }.into());
-                ctx.apply(&format!("useradd {} {n}", opts.join(" "))).await?;
+                ctx.apply(&format!("useradd {} {n}", opts.join(" ")))
+                    .await?;
                 out.changed = true;
             }
             Some(a) => {
-                let differs = |want: &Option<String>, have: &str| want.as_ref().is_some_and(|w| w != have);
+                let differs =
+                    |want: &Option<String>, have: &str| want.as_ref().is_some_and(|w| w != have);
                 if differs(&uid, &a.uid) {
                     opts.push(format!("-u {}", quote(uid.as_deref().unwrap_or_default())));
                     if args.bool("non_unique", false)? {
@@ -143,7 +172,8 @@ impl Module for User {
                     }
                 }
                 if let Some(want) = &groups {
-                    let missing: Vec<&String> = want.iter().filter(|g| !a.groups.contains(g)).collect();
+                    let missing: Vec<&String> =
+                        want.iter().filter(|g| !a.groups.contains(g)).collect();
                     let extra = a.groups.iter().any(|g| !want.contains(g));
                     if append && !missing.is_empty() {
                         let m: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
@@ -153,24 +183,46 @@ impl Module for User {
                     }
                 }
                 if differs(&shell, &a.shell) {
-                    opts.push(format!("-s {}", quote(shell.as_deref().unwrap_or_default())));
+                    opts.push(format!(
+                        "-s {}",
+                        quote(shell.as_deref().unwrap_or_default())
+                    ));
                 }
                 if differs(&home, &a.home) {
-                    let mv = if args.bool("move_home", false)? { " -m" } else { "" };
-                    opts.push(format!("-d {}{mv}", quote(home.as_deref().unwrap_or_default())));
+                    let mv = if args.bool("move_home", false)? {
+                        " -m"
+                    } else {
+                        ""
+                    };
+                    opts.push(format!(
+                        "-d {}{mv}",
+                        quote(home.as_deref().unwrap_or_default())
+                    ));
                 }
                 if differs(&comment, &a.comment) {
-                    opts.push(format!("-c {}", quote(comment.as_deref().unwrap_or_default())));
+                    opts.push(format!(
+                        "-c {}",
+                        quote(comment.as_deref().unwrap_or_default())
+                    ));
                 }
-                let always = args.choice("update_password", &["always", "on_create"], "always")? == "always";
+                let always =
+                    args.choice("update_password", &["always", "on_create"], "always")? == "always";
                 if always && differs(&password, &a.password) {
-                    opts.push(format!("-p {}", quote(password.as_deref().unwrap_or_default())));
+                    opts.push(format!(
+                        "-p {}",
+                        quote(password.as_deref().unwrap_or_default())
+                    ));
                 }
                 if !opts.is_empty() {
-                    ctx.apply(&format!("usermod {} {n}", opts.join(" "))).await?;
+                    ctx.apply(&format!("usermod {} {n}", opts.join(" ")))
+                        .await?;
                     out.changed = true;
                 }
-                out = out.with("uid", a.uid.clone()).with("home", a.home.clone()).with("shell", a.shell.clone()).with("group", a.group.clone());
+                out = out
+                    .with("uid", a.uid.clone())
+                    .with("home", a.home.clone())
+                    .with("shell", a.shell.clone())
+                    .with("group", a.group.clone());
             }
         }
         Ok(out)
@@ -192,7 +244,11 @@ mod tests {
         let c = FakeConn::new().on("^getent passwd", 0, "");
         let o = run(&User, json!({"name": "bob", "shell": "/bin/bash", "groups": ["sudo", "docker"], "system": true}), &env.ctx(&c)).await;
         assert!(o.changed);
-        assert!(c.sent("^useradd -s /bin/bash -G 'sudo,docker' -r -m bob$"), "{:?}", c.commands());
+        assert!(
+            c.sent("^useradd -s /bin/bash -G 'sudo,docker' -r -m bob$"),
+            "{:?}",
+            c.commands()
+        );
 
         let c = FakeConn::new().on("^getent passwd", 0, BOB);
         let o = run(&User, json!({"name": "bob", "shell": "/bin/sh", "groups": "sudo", "comment": "Bob", "password": "$6$abc"}), &env.ctx(&c)).await;
@@ -200,12 +256,29 @@ mod tests {
         assert_eq!(c.commands().len(), 1);
 
         let c = FakeConn::new().on("^getent passwd", 0, BOB);
-        let o = run(&User, json!({"name": "bob", "groups": ["docker"], "append": true, "shell": "/bin/bash"}), &env.ctx(&c)).await;
+        let o = run(
+            &User,
+            json!({"name": "bob", "groups": ["docker"], "append": true, "shell": "/bin/bash"}),
+            &env.ctx(&c),
+        )
+        .await;
         assert!(o.changed);
-        assert!(c.sent("^usermod -a -G docker -s /bin/bash bob$"), "{:?}", c.commands());
+        assert!(
+            c.sent("^usermod -a -G docker -s /bin/bash bob$"),
+            "{:?}",
+            c.commands()
+        );
 
         let c = FakeConn::new().on("^getent passwd", 0, BOB);
-        assert!(run(&User, json!({"name": "bob", "state": "absent", "remove": true}), &env.ctx(&c)).await.changed);
+        assert!(
+            run(
+                &User,
+                json!({"name": "bob", "state": "absent", "remove": true}),
+                &env.ctx(&c)
+            )
+            .await
+            .changed
+        );
         assert!(c.sent("^userdel -r bob$"));
     }
 

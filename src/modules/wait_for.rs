@@ -11,8 +11,18 @@ use super::{quote, Args, Ctx, Module, Outcome};
 pub struct WaitFor;
 
 const PARAMS: &[&str] = &[
-    "host", "port", "path", "state", "timeout", "delay", "sleep", "search_regex",
-    "connect_timeout", "msg", "exclude_hosts", "active_connection_states",
+    "host",
+    "port",
+    "path",
+    "state",
+    "timeout",
+    "delay",
+    "sleep",
+    "search_regex",
+    "connect_timeout",
+    "msg",
+    "exclude_hosts",
+    "active_connection_states",
 ];
 
 /// The probe for an open port.
@@ -38,7 +48,11 @@ impl Module for WaitFor {
     }
     async fn run(&self, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome> {
         let host = args.str("host")?.unwrap_or_else(|| "127.0.0.1".into());
-        let state = args.choice("state", &["started", "stopped", "present", "absent", "drained"], "started")?;
+        let state = args.choice(
+            "state",
+            &["started", "stopped", "present", "absent", "drained"],
+            "started",
+        )?;
         if state == "drained" {
             bail!("state=drained is not supported");
         }
@@ -60,7 +74,14 @@ impl Module for WaitFor {
                     Some(r) => format!("[ -e {qp} ] && grep -qE {} {qp}", quote(r)),
                     None => format!("[ -e {qp} ]"),
                 };
-                (if want_up { up } else { format!("! [ -e {qp} ]") }, format!("file {p}"))
+                (
+                    if want_up {
+                        up
+                    } else {
+                        format!("! [ -e {qp} ]")
+                    },
+                    format!("file {p}"),
+                )
             }
             (None, Some(p)) => {
                 let up = match &regex {
@@ -71,9 +92,18 @@ impl Module for WaitFor {
                     ),
                     None => port_probe(&host, p, ct),
                 };
-                (if want_up { up } else { format!("! {{ {up}; }}") }, format!("{host}:{p}"))
+                (
+                    if want_up {
+                        up
+                    } else {
+                        format!("! {{ {up}; }}")
+                    },
+                    format!("{host}:{p}"),
+                )
             }
-            (Some(_), Some(_)) => bail!("port and path parameter can not both be passed to wait_for"),
+            (Some(_), Some(_)) => {
+                bail!("port and path parameter can not both be passed to wait_for")
+            }
             (None, None) => (String::new(), String::new()),
         };
         let script = if check.is_empty() {
@@ -91,7 +121,9 @@ impl Module for WaitFor {
             .find_map(|l| l.strip_prefix("elapsed="))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let mut o = Outcome::ok().with("elapsed", elapsed).with("state", state.clone());
+        let mut o = Outcome::ok()
+            .with("elapsed", elapsed)
+            .with("state", state.clone());
         if let Some(p) = port {
             o = o.with("port", p).with("host", host);
         }
@@ -101,7 +133,10 @@ impl Module for WaitFor {
         if out.rc != 0 {
             let msg = args.str("msg")?.unwrap_or_else(|| {
                 if regex.is_some() {
-                    format!("Timeout when waiting for search string {} in {what}", regex.clone().unwrap_or_default())
+                    format!(
+                        "Timeout when waiting for search string {} in {what}",
+                        regex.clone().unwrap_or_default()
+                    )
                 } else {
                     format!("Timeout when waiting for {what}")
                 }
@@ -126,9 +161,19 @@ mod tests {
         std::fs::write(&f, "status: up\n").unwrap();
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
-        let o = run(&WaitFor, json!({"path": f.to_str().unwrap(), "search_regex": "up$", "timeout": 5}), &ctx).await;
+        let o = run(
+            &WaitFor,
+            json!({"path": f.to_str().unwrap(), "search_regex": "up$", "timeout": 5}),
+            &ctx,
+        )
+        .await;
         assert!(!o.failed && !o.changed);
-        let o = run(&WaitFor, json!({"path": dir.path().join("nope").to_str().unwrap(), "timeout": 1}), &ctx).await;
+        let o = run(
+            &WaitFor,
+            json!({"path": dir.path().join("nope").to_str().unwrap(), "timeout": 1}),
+            &ctx,
+        )
+        .await;
         assert!(o.failed);
         assert!(o.msg.unwrap().starts_with("Timeout when waiting for file"));
         let o = run(&WaitFor, json!({"path": dir.path().join("nope").to_str().unwrap(), "state": "absent", "timeout": 1}), &ctx).await;
@@ -139,7 +184,12 @@ mod tests {
         let o = run(&WaitFor, json!({"port": port, "timeout": 5}), &ctx).await;
         assert!(!o.failed, "{o:?}");
         drop(l);
-        let o = run(&WaitFor, json!({"port": port, "state": "stopped", "timeout": 5}), &ctx).await;
+        let o = run(
+            &WaitFor,
+            json!({"port": port, "state": "stopped", "timeout": 5}),
+            &ctx,
+        )
+        .await;
         assert!(!o.failed, "{o:?}");
     }
 }
