@@ -112,7 +112,8 @@ pub fn parse_stat(out: &str) -> Result<Option<FileState>> {
     if f.len() != 13 {
         bail!("unexpected stat output: {first}");
     }
-    let raw = u32::from_str_radix(f[0], 16).map_err(|_| anyhow::anyhow!("bad stat mode {}", f[0]))?;
+    let raw =
+        u32::from_str_radix(f[0], 16).map_err(|_| anyhow::anyhow!("bad stat mode {}", f[0]))?;
     let kind = match raw & 0o170000 {
         0o040000 => Kind::Dir,
         0o120000 => Kind::Link,
@@ -158,7 +159,12 @@ pub fn parse_stat(out: &str) -> Result<Option<FileState>> {
 
 /// Stats `path` on the host (without following a final symlink unless `follow`), with the sha1
 /// of a regular file when `checksum`.
-pub async fn stat(ctx: &Ctx<'_>, path: &str, follow: bool, checksum: bool) -> Result<Option<FileState>> {
+pub async fn stat(
+    ctx: &Ctx<'_>,
+    path: &str,
+    follow: bool,
+    checksum: bool,
+) -> Result<Option<FileState>> {
     let out = ctx
         .read_ok(&stat_command(path, follow, checksum.then_some("sha1")))
         .await?;
@@ -297,7 +303,10 @@ mod tests {
         std::fs::write(&p, "hello\n").unwrap();
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
-        let st = stat(&ctx, p.to_str().unwrap(), false, true).await.unwrap().unwrap();
+        let st = stat(&ctx, p.to_str().unwrap(), false, true)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(st.kind, Kind::File);
         assert_eq!(st.size, 6);
         assert_eq!(st.checksum.as_deref(), Some(sha1_hex(b"hello\n").as_str()));

@@ -227,12 +227,18 @@ mod tests {
     #[test]
     fn inserts_at_eof_then_replaces_in_place() {
         let (r, m) = apply_block(Some("a\nb"), &spec("x\ny")).unwrap();
-        assert_eq!(r, "a\nb\n# BEGIN ANSIBLE MANAGED BLOCK\nx\ny\n# END ANSIBLE MANAGED BLOCK\n");
+        assert_eq!(
+            r,
+            "a\nb\n# BEGIN ANSIBLE MANAGED BLOCK\nx\ny\n# END ANSIBLE MANAGED BLOCK\n"
+        );
         assert_eq!(m, "Block inserted");
         let (r2, m2) = apply_block(Some(&r), &spec("x\ny")).unwrap();
         assert_eq!((r2.as_str(), m2.as_str()), (r.as_str(), ""));
         let (r3, _) = apply_block(Some(&format!("{r}tail\n")), &spec("z")).unwrap();
-        assert_eq!(r3, "a\nb\n# BEGIN ANSIBLE MANAGED BLOCK\nz\n# END ANSIBLE MANAGED BLOCK\ntail\n");
+        assert_eq!(
+            r3,
+            "a\nb\n# BEGIN ANSIBLE MANAGED BLOCK\nz\n# END ANSIBLE MANAGED BLOCK\ntail\n"
+        );
     }
 
     #[test]
@@ -248,12 +254,19 @@ mod tests {
             insertbefore: Some("BOF".into()),
             ..spec("k")
         };
-        assert!(apply_block(Some("a\n"), &s).unwrap().0.starts_with("# BEGIN"));
+        assert!(apply_block(Some("a\n"), &s)
+            .unwrap()
+            .0
+            .starts_with("# BEGIN"));
         let absent = BlockSpec {
             present: false,
             ..spec("")
         };
-        let (r, m) = apply_block(Some("a\n# BEGIN ANSIBLE MANAGED BLOCK\nk\n# END ANSIBLE MANAGED BLOCK\nb\n"), &absent).unwrap();
+        let (r, m) = apply_block(
+            Some("a\n# BEGIN ANSIBLE MANAGED BLOCK\nk\n# END ANSIBLE MANAGED BLOCK\nb\n"),
+            &absent,
+        )
+        .unwrap();
         assert_eq!((r.as_str(), m.as_str()), ("a\nb\n", "Block removed"));
         assert_eq!(apply_block(None, &spec("k")).unwrap().1, "File created");
     }
@@ -272,7 +285,12 @@ mod tests {
         let mut cenv = Env::new(dir.path());
         cenv.check = true;
         let before = std::fs::read_to_string(&p).unwrap();
-        let o = run(&BlockInFile, json!({"path": ps, "state": "absent"}), &cenv.ctx(&LocalConn)).await;
+        let o = run(
+            &BlockInFile,
+            json!({"path": ps, "state": "absent"}),
+            &cenv.ctx(&LocalConn),
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(o.diffs[0].after, "keep\n");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), before);

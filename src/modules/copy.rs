@@ -276,10 +276,9 @@ impl Module for Copy {
                         "src '{src}' is a directory: recursive copy of directories is not supported"
                     )));
                 }
-                let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
+                let data =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
                 (data, name)
             }
             (None, None) => bail!("src (or content) is required"),
@@ -313,7 +312,11 @@ async fn remote_copy(ctx: &Ctx<'_>, p: &Placement, src: &str) -> Result<Outcome>
                 out.data.insert("backup_file".into(), b.into());
             }
         }
-        let keep = if cur.is_some() { "--no-preserve=all " } else { "" };
+        let keep = if cur.is_some() {
+            "--no-preserve=all "
+        } else {
+            ""
+        };
         ctx.apply(&format!("cp {keep}-- {} {}", quote(src), quote(&p.dest)))
             .await?;
         out.changed = true;
@@ -336,9 +339,7 @@ impl Module for Template {
         let src = args.required(&["src"])?;
         let p = Placement::from_args(args)?;
         let Some(path) = ctx.find_local(&src, "templates") else {
-            return Ok(Outcome::failed(format!(
-                "Could not find or access '{src}'"
-            )));
+            return Ok(Outcome::failed(format!("Could not find or access '{src}'")));
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading template {}", path.display()))?;
@@ -368,7 +369,10 @@ mod tests {
         let o = run(&Copy, a.clone(), &ctx).await;
         assert!(o.changed && !o.failed);
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "a=1\n");
-        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         assert_eq!(o.data["checksum"], attrs::sha1_hex(b"a=1\n"));
         assert_eq!(o.data["mode"], "0640");
         let o = run(&Copy, a, &ctx).await;
@@ -383,9 +387,17 @@ mod tests {
         assert_eq!(o.diffs[0].after, "a=2\n");
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "a=1\n");
         // mode change alone is a change; existing mode kept on content change
-        let o = run(&Copy, json!({"dest": d, "content": "a=2\n", "backup": true}), &ctx).await;
+        let o = run(
+            &Copy,
+            json!({"dest": d, "content": "a=2\n", "backup": true}),
+            &ctx,
+        )
+        .await;
         assert!(o.changed);
-        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         let b = o.data["backup_file"].as_str().unwrap();
         assert_eq!(std::fs::read_to_string(b).unwrap(), "a=1\n");
     }
@@ -399,7 +411,12 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
-        let o = run(&Copy, json!({"src": "x.txt", "dest": out.to_str().unwrap()}), &ctx).await;
+        let o = run(
+            &Copy,
+            json!({"src": "x.txt", "dest": out.to_str().unwrap()}),
+            &ctx,
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(std::fs::read_to_string(out.join("x.txt")).unwrap(), "xx");
         let e = run_err(
@@ -419,10 +436,20 @@ mod tests {
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
         let d = dest.to_str().unwrap();
-        let e = run_err(&Copy, json!({"dest": d, "content": "bad", "validate": "grep -q good %s"}), &ctx).await;
+        let e = run_err(
+            &Copy,
+            json!({"dest": d, "content": "bad", "validate": "grep -q good %s"}),
+            &ctx,
+        )
+        .await;
         assert!(e.contains("failed to validate"), "{e}");
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
-        let o = run(&Copy, json!({"dest": d, "content": "good", "validate": "grep -q good %s"}), &ctx).await;
+        let o = run(
+            &Copy,
+            json!({"dest": d, "content": "good", "validate": "grep -q good %s"}),
+            &ctx,
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "good");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -450,7 +477,8 @@ mod tests {
         let d = dir.path().join("d");
         let env = Env::new(dir.path());
         let ctx = env.ctx(&LocalConn);
-        let a = json!({"src": s.to_str().unwrap(), "dest": d.to_str().unwrap(), "remote_src": true});
+        let a =
+            json!({"src": s.to_str().unwrap(), "dest": d.to_str().unwrap(), "remote_src": true});
         assert!(run(&Copy, a.clone(), &ctx).await.changed);
         assert_eq!(std::fs::read_to_string(&d).unwrap(), "data");
         assert!(!run(&Copy, a, &ctx).await.changed);

@@ -60,7 +60,9 @@ pub async fn edit_file(
         return Ok(Outcome::failed(format!("Path {path} is a directory !")));
     }
     let before = match &cur {
-        Some(_) => Some(String::from_utf8_lossy(&ctx.read_file(path).await?.unwrap_or_default()).into_owned()),
+        Some(_) => Some(
+            String::from_utf8_lossy(&ctx.read_file(path).await?.unwrap_or_default()).into_owned(),
+        ),
         None => None,
     };
     let mut out = Outcome::ok();
@@ -69,7 +71,11 @@ pub async fn edit_file(
         Edit::Keep(m) => m,
         Edit::Write(new, m) => {
             if ctx.diff {
-                if let Some(d) = text_diff(path, before.as_deref().unwrap_or_default().as_bytes(), new.as_bytes()) {
+                if let Some(d) = text_diff(
+                    path,
+                    before.as_deref().unwrap_or_default().as_bytes(),
+                    new.as_bytes(),
+                ) {
                     out.diffs.push(d);
                 }
             }
@@ -83,7 +89,15 @@ pub async fn edit_file(
                 ctx.apply(&format!("mkdir -p {}", quote(&parent_dir(path))))
                     .await?;
             }
-            write_validated(ctx, path, new.as_bytes(), cur.as_ref(), opts.attrs.mode, opts.validate.as_deref()).await?;
+            write_validated(
+                ctx,
+                path,
+                new.as_bytes(),
+                cur.as_ref(),
+                opts.attrs.mode,
+                opts.validate.as_deref(),
+            )
+            .await?;
             out.changed = true;
             m
         }

@@ -84,7 +84,10 @@ impl Module for File {
             Some(s) => {
                 let choices = ["absent", "directory", "file", "hard", "link", "touch"];
                 if !choices.contains(&s.as_str()) {
-                    bail!("value of state must be one of: {}, got: {s}", choices.join(", "));
+                    bail!(
+                        "value of state must be one of: {}, got: {s}",
+                        choices.join(", ")
+                    );
                 }
                 s
             }
@@ -164,11 +167,19 @@ impl Module for File {
             }
         } else {
             // A path created just now: apply every requested attribute.
-            let base = if out.changed && prev_eff == "absent" { None } else { cur.as_ref() };
+            let base = if out.changed && prev_eff == "absent" {
+                None
+            } else {
+                cur.as_ref()
+            };
             a.apply(ctx, &path, base).await?
         };
         out.changed |= attrs_changed;
-        let final_state = if state == "touch" { "file" } else { state.as_str() };
+        let final_state = if state == "touch" {
+            "file"
+        } else {
+            state.as_str()
+        };
         let after = if out.changed && !ctx.check {
             attrs::stat(ctx, &path, follow, false).await?
         } else {
@@ -197,7 +208,10 @@ async fn link(
         "link" => cur.and_then(|c| c.link_target.as_deref()) == Some(src),
         _ => cur.is_some() && ctx.read(&format!("[ {q} -ef {qs} ]")).await?.rc == 0,
     };
-    let out = Outcome::ok().with("path", path).with("src", src).with("state", state);
+    let out = Outcome::ok()
+        .with("path", path)
+        .with("src", src)
+        .with("state", state);
     if done {
         return Ok(out);
     }
@@ -260,7 +274,10 @@ mod tests {
         assert!(o.changed);
         assert_eq!(o.diffs[0].after, format!("path: {ds}\nstate: directory\n"));
         assert!(d.is_dir());
-        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o750);
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777,
+            0o750
+        );
         assert_eq!(o.data["mode"], "0750");
         assert!(!run(&File, a, &ctx).await.changed);
 
@@ -270,19 +287,40 @@ mod tests {
         assert!(e.contains("is absent, cannot continue"), "{e}");
         let o = run(&File, json!({"path": fs, "state": "touch"}), &ctx).await;
         assert!(o.changed && f.exists());
-        assert!(run(&File, json!({"path": fs, "state": "touch"}), &ctx).await.changed);
+        assert!(
+            run(&File, json!({"path": fs, "state": "touch"}), &ctx)
+                .await
+                .changed
+        );
         let o = run(&File, json!({"path": fs, "mode": "0600"}), &ctx).await;
         assert!(o.changed);
-        assert!(!run(&File, json!({"path": fs, "mode": "0600"}), &ctx).await.changed);
+        assert!(
+            !run(&File, json!({"path": fs, "mode": "0600"}), &ctx)
+                .await
+                .changed
+        );
 
         let mut cenv = Env::new(dir.path());
         cenv.check = true;
-        let o = run(&File, json!({"path": ds, "state": "absent"}), &cenv.ctx(&LocalConn)).await;
+        let o = run(
+            &File,
+            json!({"path": ds, "state": "absent"}),
+            &cenv.ctx(&LocalConn),
+        )
+        .await;
         assert!(o.changed && d.exists());
         assert_eq!(o.diffs[0].before, format!("path: {ds}\nstate: directory\n"));
-        assert!(run(&File, json!({"path": ds, "state": "absent"}), &ctx).await.changed);
+        assert!(
+            run(&File, json!({"path": ds, "state": "absent"}), &ctx)
+                .await
+                .changed
+        );
         assert!(!d.exists());
-        assert!(!run(&File, json!({"path": ds, "state": "absent"}), &ctx).await.changed);
+        assert!(
+            !run(&File, json!({"path": ds, "state": "absent"}), &ctx)
+                .await
+                .changed
+        );
     }
 
     #[tokio::test]
@@ -297,7 +335,12 @@ mod tests {
         assert!(run(&File, a.clone(), &ctx).await.changed);
         assert_eq!(std::fs::read_link(&l).unwrap().to_str(), Some("target"));
         assert!(!run(&File, a, &ctx).await.changed);
-        let e = run_err(&File, json!({"path": t.to_str().unwrap(), "src": "nope", "state": "link"}), &ctx).await;
+        let e = run_err(
+            &File,
+            json!({"path": t.to_str().unwrap(), "src": "nope", "state": "link"}),
+            &ctx,
+        )
+        .await;
         assert!(e.contains("src file does not exist"), "{e}");
         let h = dir.path().join("h");
         let a = json!({"path": h.to_str().unwrap(), "src": t.to_str().unwrap(), "state": "hard"});
@@ -309,7 +352,14 @@ mod tests {
         std::fs::write(sub.join("f"), "").unwrap();
         let a = json!({"path": dir.path().join("tree").to_str().unwrap(), "state": "directory", "recurse": true, "mode": "0700"});
         assert!(run(&File, a.clone(), &ctx).await.changed);
-        assert_eq!(std::fs::metadata(sub.join("f")).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(sub.join("f"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         assert!(!run(&File, a, &ctx).await.changed);
     }
 }

@@ -307,7 +307,11 @@ impl Module for LineInFile {
             if line.is_none() {
                 bail!("line is required with state=present");
             }
-            if let Some(r) = insertafter.iter().chain(insertbefore.iter()).find(|r| !["EOF", "BOF"].contains(&r.as_str())) {
+            if let Some(r) = insertafter
+                .iter()
+                .chain(insertbefore.iter())
+                .find(|r| !["EOF", "BOF"].contains(&r.as_str()))
+            {
                 Regex::new(r)?;
             }
         } else if regexp.is_none() && search_string.is_none() && line.is_none() {
@@ -350,62 +354,137 @@ mod tests {
     #[test]
     fn replaces_last_match_unless_firstmatch() {
         let re = Regex::new("^a=").unwrap();
-        let s = Spec { regexp: Some(&re), line: Some("a=9"), ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some("a=9"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a=1\nb\na=2\n", s).0.unwrap(), "a=1\nb\na=9\n");
-        let s = Spec { regexp: Some(&re), line: Some("a=9"), firstmatch: true, ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some("a=9"),
+            firstmatch: true,
+            ..Spec::default()
+        };
         assert_eq!(pres("a=1\nb\na=2\n", s).0.unwrap(), "a=9\nb\na=2\n");
-        let s = Spec { regexp: Some(&re), line: Some("a=2"), ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some("a=2"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a=1\nb\na=2\n", s), (None, String::new()));
     }
 
     #[test]
     fn appends_and_fixes_missing_newline() {
-        let s = Spec { line: Some("x"), ..Spec::default() };
-        assert_eq!(pres("a\nb", s), (Some("a\nb\nx\n".into()), "line added".into()));
-        let s = Spec { line: Some("b"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            ..Spec::default()
+        };
+        assert_eq!(
+            pres("a\nb", s),
+            (Some("a\nb\nx\n".into()), "line added".into())
+        );
+        let s = Spec {
+            line: Some("b"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nb\n", s).0, None);
     }
 
     #[test]
     fn insertafter_and_insertbefore() {
-        let s = Spec { line: Some("x"), insertafter: Some("^a"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertafter: Some("^a"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nb\na\nc\n", s).0.unwrap(), "a\nb\na\nx\nc\n");
-        let s = Spec { line: Some("x"), insertafter: Some("^a"), firstmatch: true, ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertafter: Some("^a"),
+            firstmatch: true,
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nb\na\nc\n", s).0.unwrap(), "a\nx\nb\na\nc\n");
-        let s = Spec { line: Some("x"), insertbefore: Some("^c"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertbefore: Some("^c"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nc\n", s).0.unwrap(), "a\nx\nc\n");
-        let s = Spec { line: Some("x"), insertbefore: Some("BOF"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertbefore: Some("BOF"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\n", s).0.unwrap(), "x\na\n");
         // no match for insertafter → EOF
-        let s = Spec { line: Some("x"), insertafter: Some("^zz"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertafter: Some("^zz"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\n", s).0.unwrap(), "a\nx\n");
         // regexp matched: insertafter ignored, line replaced
         let re = Regex::new("^b").unwrap();
-        let s = Spec { regexp: Some(&re), line: Some("B"), insertafter: Some("^a"), ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some("B"),
+            insertafter: Some("^a"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nb\n", s).0.unwrap(), "a\nB\n");
         // insertafter matching a last line without newline glues the line on (checked with ansible-core 2.19)
-        let s = Spec { line: Some("x"), insertafter: Some("^b"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertafter: Some("^b"),
+            ..Spec::default()
+        };
         assert_eq!(pres("a\nb", s).0.unwrap(), "a\nbx\n");
         // existing exact line anywhere → no change even with insertafter
-        let s = Spec { line: Some("x"), insertafter: Some("^a"), ..Spec::default() };
+        let s = Spec {
+            line: Some("x"),
+            insertafter: Some("^a"),
+            ..Spec::default()
+        };
         assert_eq!(pres("x\na\n", s).0, None);
     }
 
     #[test]
     fn backrefs() {
         let re = Regex::new(r"^(\w+)=(\d+)$").unwrap();
-        let s = Spec { regexp: Some(&re), line: Some(r"\1=\g<2>0 $x"), backrefs: true, ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some(r"\1=\g<2>0 $x"),
+            backrefs: true,
+            ..Spec::default()
+        };
         assert_eq!(pres("port=8\n", s).0.unwrap(), "port=80 $x\n");
-        let s = Spec { regexp: Some(&re), line: Some(r"\1"), backrefs: true, ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            line: Some(r"\1"),
+            backrefs: true,
+            ..Spec::default()
+        };
         assert_eq!(pres("nothing here\n", s).0, None);
     }
 
     #[test]
     fn absent_counts() {
         let re = Regex::new("^#").unwrap();
-        let s = Spec { regexp: Some(&re), ..Spec::default() };
-        assert_eq!(absent("#a\nb\n#c\n", &s), (Some("b\n".into()), "2 line(s) removed".into()));
-        let s = Spec { line: Some("b"), ..Spec::default() };
+        let s = Spec {
+            regexp: Some(&re),
+            ..Spec::default()
+        };
+        assert_eq!(
+            absent("#a\nb\n#c\n", &s),
+            (Some("b\n".into()), "2 line(s) removed".into())
+        );
+        let s = Spec {
+            line: Some("b"),
+            ..Spec::default()
+        };
         assert_eq!(absent("a\n", &s), (None, String::new()));
     }
 
@@ -426,12 +505,25 @@ mod tests {
         let mut cenv = Env::new(dir.path());
         cenv.check = true;
         let cctx = cenv.ctx(&LocalConn);
-        let o = run(&LineInFile, json!({"path": ps, "line": "a=2", "regexp": "^a="}), &cctx).await;
+        let o = run(
+            &LineInFile,
+            json!({"path": ps, "line": "a=2", "regexp": "^a="}),
+            &cctx,
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(o.msg.as_deref(), Some("line replaced"));
-        assert_eq!((o.diffs[0].before.as_str(), o.diffs[0].after.as_str()), ("a=1\n", "a=2\n"));
+        assert_eq!(
+            (o.diffs[0].before.as_str(), o.diffs[0].after.as_str()),
+            ("a=1\n", "a=2\n")
+        );
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a=1\n");
-        let o = run(&LineInFile, json!({"path": ps, "regexp": "^a=", "state": "absent"}), &ctx).await;
+        let o = run(
+            &LineInFile,
+            json!({"path": ps, "regexp": "^a=", "state": "absent"}),
+            &ctx,
+        )
+        .await;
         assert!(o.changed);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
     }

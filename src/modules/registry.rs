@@ -1,6 +1,9 @@
 //! The module table: Ansible names and FQCN aliases → implementations, and "did you mean".
 
-use super::{blockinfile, command, copy, file, lineinfile, stat, Module};
+use super::{
+    authorized_key, blockinfile, command, copy, file, firewalld, get_url, hostname, lineinfile,
+    modprobe, mount, package, stat, sysctl, systemd, ufw, user, wait_for, Module,
+};
 
 /// Collection prefixes accepted in front of a module name.
 const PREFIXES: &[&str] = &[
@@ -25,6 +28,23 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
         ("stat", &stat::Stat),
         ("slurp", &stat::Slurp),
         ("fetch", &stat::Fetch),
+        ("sysctl", &sysctl::Sysctl),
+        ("modprobe", &modprobe::Modprobe),
+        ("systemd", &systemd::Systemd),
+        ("systemd_service", &systemd::Systemd),
+        ("service", &systemd::Service),
+        ("package", &package::Package),
+        ("apt", &package::Apt),
+        ("dnf", &package::Dnf),
+        ("yum", &package::Yum),
+        ("firewalld", &firewalld::Firewalld),
+        ("ufw", &ufw::Ufw),
+        ("hostname", &hostname::Hostname),
+        ("mount", &mount::Mount),
+        ("user", &user::User),
+        ("authorized_key", &authorized_key::AuthorizedKey),
+        ("get_url", &get_url::GetUrl),
+        ("wait_for", &wait_for::WaitFor),
     ]
 }
 

@@ -49,10 +49,15 @@ impl Module for Stat {
             .str_any(&["checksum_algorithm", "checksum", "checksum_algo"])?
             .unwrap_or_else(|| "sha1".into());
         if !ALGORITHMS.contains(&alg.as_str()) {
-            anyhow::bail!("value of checksum_algorithm must be one of: {}, got: {alg}", ALGORITHMS.join(", "));
+            anyhow::bail!(
+                "value of checksum_algorithm must be one of: {}, got: {alg}",
+                ALGORITHMS.join(", ")
+            );
         }
         let sum = args.bool("get_checksum", true)?.then_some(alg.as_str());
-        let out = ctx.read_ok(&attrs::stat_command(&path, follow, sum)).await?;
+        let out = ctx
+            .read_ok(&attrs::stat_command(&path, follow, sum))
+            .await?;
         let Some(st) = attrs::parse_stat(&out)? else {
             return Ok(Outcome::ok().with("stat", json!({"exists": false})));
         };
@@ -91,7 +96,8 @@ impl Module for Stat {
         if let (Some(c), Value::Object(map)) = (&st.checksum, &mut s) {
             map.insert("checksum".into(), c.clone().into());
         }
-        if let (Some(t), Some(src), Value::Object(map)) = (&st.link_target, &st.link_source, &mut s) {
+        if let (Some(t), Some(src), Value::Object(map)) = (&st.link_target, &st.link_source, &mut s)
+        {
             map.insert("lnk_target".into(), t.clone().into());
             map.insert("lnk_source".into(), src.clone().into());
         }
@@ -106,14 +112,24 @@ impl Module for Slurp {
     }
     async fn run(&self, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome> {
         let src = args.required(&["src", "path"])?;
-        if ctx.read(&format!("[ -d {} ]", super::quote(&src))).await?.rc == 0 {
-            return Ok(Outcome::failed(format!("source is a directory and must be a file: {src}")));
+        if ctx
+            .read(&format!("[ -d {} ]", super::quote(&src)))
+            .await?
+            .rc
+            == 0
+        {
+            return Ok(Outcome::failed(format!(
+                "source is a directory and must be a file: {src}"
+            )));
         }
         let Some(data) = ctx.read_file(&src).await? else {
             return Ok(Outcome::failed(format!("file not found: {src}")));
         };
         Ok(Outcome::ok()
-            .with("content", base64::engine::general_purpose::STANDARD.encode(data))
+            .with(
+                "content",
+                base64::engine::general_purpose::STANDARD.encode(data),
+            )
             .with("encoding", "base64")
             .with("source", src))
     }
@@ -129,19 +145,35 @@ pub fn fetch_dest(dest: &str, src: &str, host: &str, flat: bool) -> String {
             dest.to_owned()
         }
     } else {
-        format!("{}/{host}/{}", dest.trim_end_matches('/'), src.trim_start_matches('/'))
+        format!(
+            "{}/{host}/{}",
+            dest.trim_end_matches('/'),
+            src.trim_start_matches('/')
+        )
     }
 }
 
 #[async_trait]
 impl Module for Fetch {
     fn params(&self) -> &'static [&'static str] {
-        &["src", "dest", "flat", "fail_on_missing", "validate_checksum", "validate_md5"]
+        &[
+            "src",
+            "dest",
+            "flat",
+            "fail_on_missing",
+            "validate_checksum",
+            "validate_md5",
+        ]
     }
     async fn run(&self, args: &Args, ctx: &Ctx<'_>) -> Result<Outcome> {
         let src = args.required(&["src"])?;
         let dest = args.required(&["dest"])?;
-        let local = fetch_dest(&dest, &src, ctx.inventory_hostname, args.bool("flat", false)?);
+        let local = fetch_dest(
+            &dest,
+            &src,
+            ctx.inventory_hostname,
+            args.bool("flat", false)?,
+        );
         let st = attrs::stat(ctx, &src, true, true).await?;
         let Some(st) = st else {
             let msg = "the remote file does not exist, not transferring, ignored";
@@ -152,7 +184,9 @@ impl Module for Fetch {
             });
         };
         if st.kind == Kind::Dir {
-            return Ok(Outcome::failed("remote file is a directory, fetch cannot work on directories"));
+            return Ok(Outcome::failed(
+                "remote file is a directory, fetch cannot work on directories",
+            ));
         }
         let remote = st.checksum.clone().unwrap_or_default();
         let have = std::fs::read(&local).ok().map(|d| attrs::sha1_hex(&d));
@@ -176,10 +210,12 @@ impl Module for Fetch {
             )));
         }
         if let Some(parent) = std::path::Path::new(&local).parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&local, &data).with_context(|| format!("writing {local}"))?;
-        out.data.insert("md5sum".into(), attrs::hex(&md5::Md5::digest(&data)).into());
+        out.data
+            .insert("md5sum".into(), attrs::hex(&md5::Md5::digest(&data)).into());
         Ok(out)
     }
 }
@@ -204,9 +240,19 @@ mod tests {
         assert_eq!(s["size"], 3);
         assert_eq!(s["checksum"], attrs::sha1_hex(b"abc"));
         assert_eq!(s["pw_name"], "root");
-        let o = run(&Stat, json!({"path": fs, "checksum_algorithm": "sha256"}), &ctx).await;
+        let o = run(
+            &Stat,
+            json!({"path": fs, "checksum_algorithm": "sha256"}),
+            &ctx,
+        )
+        .await;
         assert_eq!(o.data["stat"]["checksum"].as_str().unwrap().len(), 64);
-        let o = run(&Stat, json!({"path": dir.path().join("no").to_str().unwrap()}), &ctx).await;
+        let o = run(
+            &Stat,
+            json!({"path": dir.path().join("no").to_str().unwrap()}),
+            &ctx,
+        )
+        .await;
         assert_eq!(o.data["stat"], json!({"exists": false}));
 
         let o = run(&Slurp, json!({"src": fs}), &ctx).await;
