@@ -204,6 +204,7 @@ async fn run_include(
     let hostvars = p.uses_hostvars.then(|| vars::hostvars(states));
     p.hostvars = hostvars;
     let mut failures: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     for s in states
         .iter()
         .filter(|s| targets.contains(&s.name) && s.active())
@@ -217,39 +218,70 @@ async fn run_include(
                     None => groups.push((key, tasks, vec![s.name.clone()])),
                 }
             }
-            Ok(None) => {}
+            Ok(None) => skipped.push(s.name.clone()),
             Err(e) => failures.push((s.name.clone(), format!("{e:#}"))),
         }
     }
-    if !failures.is_empty() {
-        engine
-            .printer
-            .task(&t.display_name(), false, failures.len());
-        for (h, msg) in failures {
-            let result = Map::from_iter([
-                ("failed".to_owned(), Value::Bool(true)),
-                ("msg".to_owned(), Value::String(msg)),
-            ]);
-            engine.printer.result(
-                &t.display_name(),
-                &HostLine {
-                    host: &h,
-                    delegated: None,
-                    status: Status::Failed,
-                    item: None,
-                    ignored: false,
-                    result: &result,
-                    diffs: &[],
-                    show_result: false,
-                },
-            );
-            if let Some(s) = states.iter_mut().find(|s| s.name == h) {
-                s.failed = true;
-                s.stats.failed += 1;
-            }
-        }
-        engine.printer.task_end();
+    let name = t.display_name();
+    let evaluated = failures.len() + skipped.len() + groups.iter().map(|g| g.2.len()).sum::<usize>();
+    if evaluated == 0 {
+        return Ok(Stop::No);
     }
+    engine.printer.task(&name, false, evaluated);
+    // Like Ansible: an include counts as ok on the hosts that include, skipped where its condition is false.
+    for (_, tasks, hosts) in &groups {
+        let what = tasks
+            .first()
+            .map(|f| f.origin.file.display().to_string())
+            .unwrap_or_else(|| name.clone());
+        engine.printer.included(&what, hosts);
+        for s in states.iter_mut().filter(|s| hosts.contains(&s.name)) {
+            s.stats.ok += 1;
+        }
+    }
+    let none = Map::new();
+    for h in &skipped {
+        engine.printer.result(
+            &name,
+            &HostLine {
+                host: h,
+                delegated: None,
+                status: Status::Skipped,
+                item: None,
+                ignored: false,
+                result: &none,
+                diffs: &[],
+                show_result: false,
+            },
+        );
+        if let Some(s) = states.iter_mut().find(|s| &s.name == h) {
+            s.stats.skipped += 1;
+        }
+    }
+    for (h, msg) in failures {
+        let result = Map::from_iter([
+            ("failed".to_owned(), Value::Bool(true)),
+            ("msg".to_owned(), Value::String(msg)),
+        ]);
+        engine.printer.result(
+            &name,
+            &HostLine {
+                host: &h,
+                delegated: None,
+                status: Status::Failed,
+                item: None,
+                ignored: false,
+                result: &result,
+                diffs: &[],
+                show_result: false,
+            },
+        );
+        if let Some(s) = states.iter_mut().find(|s| s.name == h) {
+            s.failed = true;
+            s.stats.failed += 1;
+        }
+    }
+    engine.printer.task_end();
     for (_, tasks, hosts) in groups {
         if run_list(engine, p, states, &hosts, &tasks).await? == Stop::Play {
             return Ok(Stop::Play);

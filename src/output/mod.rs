@@ -199,6 +199,15 @@ impl Printer {
         }
     }
 
+    /// An `include_tasks`/`include_role` brought in `what` for `hosts`.
+    pub fn included(&self, what: &str, hosts: &[String]) {
+        if self.json {
+            self.event(json!({"event": "included", "file": what, "hosts": hosts}));
+        } else {
+            self.line(&format!("included: {what} for {}", hosts.join(", ")));
+        }
+    }
+
     /// A warning or notice.
     pub fn warn(&self, msg: &str) {
         if self.json {
