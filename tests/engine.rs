@@ -64,7 +64,7 @@ fn duststack_play(bed: &TestBed, inventory: &Path, extra: &[&str]) -> Output {
 #[test]
 fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     let bed = TestBed::start(10).expect("test bed");
-    let fetch_dust = bed.dir.path().join("fetch-dust");
+    let fetch_dust = bed.dir.join("fetch-dust");
     let inv = bed.inventory_with_workdirs("dust").unwrap();
     let fetch_arg = format!("fetch_dir={}", fetch_dust.display());
 
@@ -153,7 +153,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     let ainv = bed.inventory_with_workdirs("ansible").unwrap();
     let fetch_ans = format!(
         "fetch_dir={}",
-        bed.dir.path().join("fetch-ansible").display()
+        bed.dir.join("fetch-ansible").display()
     );
     let ansible = |_: u8| {
         bed.command("ansible-playbook")
@@ -163,7 +163,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
             .env("ANSIBLE_HOST_KEY_CHECKING", "True")
             .env("ANSIBLE_PIPELINING", "True")
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_LOCAL_TEMP", bed.dir.path().join("ansible-tmp"))
+            .env("ANSIBLE_LOCAL_TEMP", bed.dir.join("ansible-tmp"))
             .output()
             .expect("ansible-playbook is installed (scripts/install-deps.sh)")
     };
