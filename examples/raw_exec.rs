@@ -22,7 +22,11 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(out.rc == 0, "true failed");
     }
     let total = start.elapsed();
-    println!("{n} x true on one connection: {:.3} s ({:.2} ms each)", total.as_secs_f64(), total.as_secs_f64() * 1000.0 / n as f64);
+    println!(
+        "{n} x true on one connection: {:.3} s ({:.2} ms each)",
+        total.as_secs_f64(),
+        total.as_secs_f64() * 1000.0 / n as f64
+    );
     conn.close().await;
     Ok(())
 }

@@ -151,10 +151,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
 
     // ansible-playbook on fresh workdirs gives the same per-host counts, run after run.
     let ainv = bed.inventory_with_workdirs("ansible").unwrap();
-    let fetch_ans = format!(
-        "fetch_dir={}",
-        bed.dir.join("fetch-ansible").display()
-    );
+    let fetch_ans = format!("fetch_dir={}", bed.dir.join("fetch-ansible").display());
     let ansible = |_: u8| {
         bed.command("ansible-playbook")
             .args([&fixture("engine/site.yml"), "-i"])

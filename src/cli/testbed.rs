@@ -8,7 +8,6 @@ use anyhow::Result;
 
 use crate::testbed::{self, TestBed};
 
-
 /// Flags of `duststack testbed`.
 #[derive(Debug, clap::Args)]
 pub struct TestbedArgs {
@@ -53,7 +52,7 @@ pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
             }
             let mut bed = TestBed::start_in(*hosts, dir, name)?;
             bed.keep = true;
-            println!("{:<8} {:<12} {}", "HOST", "ADDRESS", "WORKDIR");
+            println!("{:<8} {:<12} WORKDIR", "HOST", "ADDRESS");
             for h in &bed.hosts {
                 println!("{:<8} {:<12} {}", h.name, h.addr, h.workdir.display());
             }

@@ -223,7 +223,8 @@ async fn run_include(
         }
     }
     let name = t.display_name();
-    let evaluated = failures.len() + skipped.len() + groups.iter().map(|g| g.2.len()).sum::<usize>();
+    let evaluated =
+        failures.len() + skipped.len() + groups.iter().map(|g| g.2.len()).sum::<usize>();
     if evaluated == 0 {
         return Ok(Stop::No);
     }
@@ -357,7 +358,7 @@ pub async fn run_task_all(
     if run_once {
         selected.truncate(1);
     }
-    let results: Vec<(String, TaskResult)> = stream::iter(selected.into_iter())
+    let results: Vec<(String, TaskResult)> = stream::iter(selected)
         .map(|s| async move {
             let r = task::run_on_host(engine, p_ro, t, s).await;
             engine.printer.host_done();

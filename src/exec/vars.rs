@@ -42,7 +42,7 @@ pub fn task_vars(p: &PlayCtx, task: Option<&Task>, host: &HostState) -> Map<Stri
     if let Some(r) = role {
         extend(&mut v, &r.params);
     }
-    extend(&mut v, &p.extra_vars);
+    extend(&mut v, p.extra_vars);
     magic(
         &mut v,
         p,

@@ -184,7 +184,9 @@ impl Printer {
                 shown.remove("changed");
                 format!("{}: {host}{item} => {}", s.word(), pretty(&shown))
             }
-            s if self.verbosity > 0 => format!("{}: {host}{item} => {}", s.word(), pretty(r.result)),
+            s if self.verbosity > 0 => {
+                format!("{}: {host}{item} => {}", s.word(), pretty(r.result))
+            }
             s => format!("{}: {host}{item}", s.word()),
         };
         let text = if r.status == Status::Failed && r.item.is_some() {

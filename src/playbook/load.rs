@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
-use super::{keywords, syntax};
 use super::role::{RoleSearch, RoleUse};
+use super::{keywords, syntax};
 use super::{Action, Inherited, Origin, Play, Playbook, RoleScope, Task};
 use crate::data::yaml::{parse_yaml_with_positions, Positions, KEY_SUFFIX};
 use crate::data::{SourceError, SourcePos};

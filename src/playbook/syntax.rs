@@ -23,13 +23,15 @@ fn is_template(s: &str) -> bool {
 /// Checks every template string inside `value` (recursively), reporting the first error.
 pub fn check_value(value: &Value, ptr: &str) -> Result<(), SyntaxError> {
     match value {
-        Value::String(s) if is_template(s) => env()
-            .template_from_str(s)
-            .map(|_| ())
-            .map_err(|e| SyntaxError {
-                ptr: ptr.to_owned(),
-                message: format!("template error while templating string: {e}"),
-            }),
+        Value::String(s) if is_template(s) => {
+            env()
+                .template_from_str(s)
+                .map(|_| ())
+                .map_err(|e| SyntaxError {
+                    ptr: ptr.to_owned(),
+                    message: format!("template error while templating string: {e}"),
+                })
+        }
         Value::Array(items) => items
             .iter()
             .enumerate()
@@ -64,7 +66,9 @@ mod tests {
     #[test]
     fn finds_broken_templates_and_expressions() {
         assert!(check_value(&json!({"a": ["ok {{ x }}", "{{ y | default(1) }}"]}), "").is_ok());
-        let e = check_value(&json!({"a": ["fine", "{{ x "]}), "/t").err().unwrap();
+        let e = check_value(&json!({"a": ["fine", "{{ x "]}), "/t")
+            .err()
+            .unwrap();
         assert_eq!(e.ptr, "/t/a/1");
         assert!(check_condition(&json!("x is defined and y"), "").is_ok());
         assert!(check_condition(&json!("x ==="), "").is_err());

@@ -148,7 +148,18 @@ impl TestBed {
                 cfg = hdir.join("sshd_config").display()
             );
             let child = Command::new("ip")
-                .args(["netns", "exec", &ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &script,
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
