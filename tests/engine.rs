@@ -71,6 +71,10 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     let first = duststack_play(&bed, &inv, &["-e", &fetch_arg]);
     assert_eq!(first.status.code(), Some(0), "{}", show(&first));
     let r1 = recap(&first);
+    assert!(
+        !String::from_utf8_lossy(&first.stdout).contains("secret-host"),
+        "no_log leaked"
+    );
     assert_eq!(r1.len(), 10, "{}", show(&first));
     for (host, c) in &r1 {
         assert!(
@@ -79,7 +83,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
             show(&first)
         );
         assert_eq!(c[3], 0, "{host} failed");
-        assert_eq!(c[5], 1, "{host} should have one rescued block");
+        assert_eq!(c[5], 2, "{host} should have two rescued blocks");
     }
 
     // Real outcomes on every host.

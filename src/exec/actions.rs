@@ -108,7 +108,8 @@ pub async fn run(
                 let text = to_string(cond).unwrap_or_else(|| cond.to_string());
                 let holds = match cond {
                     Value::Bool(b) => *b,
-                    _ => engine.templar.is_true(&text, scope)?,
+                    Value::String(_) => engine.templar.is_true(&text, scope)?,
+                    other => bail!("Conditional expressions must be strings, got: {other}"),
                 };
                 if !holds {
                     let msg = match args.get("fail_msg").or_else(|| args.get("msg")) {

@@ -94,7 +94,8 @@ fn conditions(engine: &Engine, conds: &[Value], scope: &Scope) -> Result<Option<
             Value::Bool(b) => *b,
             Value::String(s) => engine.templar.is_true(s, scope)?,
             Value::Null => false,
-            other => engine.templar.is_true(&other.to_string(), scope)?,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            other => anyhow::bail!("Conditional expressions must be strings, got: {other}"),
         };
         if !ok {
             return Ok(Some(match c {
