@@ -11,10 +11,13 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() >= 4, "usage: raw_exec HOST KEY KNOWN_HOSTS [N]");
     let n: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let mut spec = ConnectionSpec::new(&args[1]);
-    spec.user = "root".into();
-    spec.private_key_files = vec![args[2].clone().into()];
-    spec.known_hosts = args[3].clone().into();
+    let spec = ConnectionSpec::ssh(
+        &args[1],
+        22,
+        "root",
+        Some(std::path::Path::new(&args[2])),
+        std::path::Path::new(&args[3]),
+    );
     let conn = connect(&spec).await?;
     let start = Instant::now();
     for _ in 0..n {

@@ -64,7 +64,7 @@ fn duststack_play(bed: &TestBed, inventory: &Path, extra: &[&str]) -> Output {
 #[test]
 fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     let bed = TestBed::start(10).expect("test bed");
-    let fetch_dust = bed.dir.join("fetch-dust");
+    let fetch_dust = bed.dir().join("fetch-dust");
     let inv = bed.inventory_with_workdirs("dust").unwrap();
     let fetch_arg = format!("fetch_dir={}", fetch_dust.display());
 
@@ -87,7 +87,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     }
 
     // Real outcomes on every host.
-    for h in &bed.hosts {
+    for h in bed.hosts() {
         let wd = h.workdir.join("dust");
         let conf = std::fs::read_to_string(wd.join("etc/app.conf")).unwrap();
         assert!(conf.contains(&format!("name = {}", h.name)), "{conf}");
@@ -132,7 +132,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
     }
 
     // Check + diff on a modified state: reports the change, changes nothing.
-    let settings = bed.hosts[0].workdir.join("dust/etc/settings.ini");
+    let settings = bed.hosts()[0].workdir.join("dust/etc/settings.ini");
     let modified = std::fs::read_to_string(&settings)
         .unwrap()
         .replace("port=8080", "port=9999");
@@ -155,7 +155,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
 
     // ansible-playbook on fresh workdirs gives the same per-host counts, run after run.
     let ainv = bed.inventory_with_workdirs("ansible").unwrap();
-    let fetch_ans = format!("fetch_dir={}", bed.dir.join("fetch-ansible").display());
+    let fetch_ans = format!("fetch_dir={}", bed.dir().join("fetch-ansible").display());
     let ansible = |_: u8| {
         bed.command("ansible-playbook")
             .args([&fixture("engine/site.yml"), "-i"])
@@ -164,7 +164,7 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
             .env("ANSIBLE_HOST_KEY_CHECKING", "True")
             .env("ANSIBLE_PIPELINING", "True")
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_LOCAL_TEMP", bed.dir.join("ansible-tmp"))
+            .env("ANSIBLE_LOCAL_TEMP", bed.dir().join("ansible-tmp"))
             .output()
             .expect("ansible-playbook is installed (scripts/install-deps.sh)")
     };
@@ -187,17 +187,17 @@ fn role_playbook_is_idempotent_checkable_and_matches_ansible() {
 
 #[test]
 fn unreachable_host_is_dropped_and_exit_code_is_4() {
-    let mut bed = TestBed::start(3).expect("test bed");
+    let bed = TestBed::start(3).expect("test bed");
     let child = bed
         .command(DUSTSTACK)
         .args(["play", &fixture("engine/unreachable.yml"), "-i"])
-        .arg(bed.inventory())
+        .arg(bed.inventory_path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    bed.stop_sshd("host02");
+    bed.kill_host("host02").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let r = recap(&out);

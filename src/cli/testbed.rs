@@ -46,27 +46,28 @@ pub enum TestbedAction {
 pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
     match &args.action {
         TestbedAction::Up { hosts, dir, name } => {
-            let removed = testbed::destroy(name)?;
+            let prefix = format!("{name}-");
+            let removed = testbed::destroy(&prefix);
             if !removed.is_empty() {
                 eprintln!("removed an earlier test bed ({} namespaces)", removed.len());
             }
-            let mut bed = TestBed::start_in(*hosts, dir, name)?;
+            let mut bed = TestBed::start_in(*hosts, dir, &prefix)?;
             bed.keep = true;
             println!("{:<8} {:<12} WORKDIR", "HOST", "ADDRESS");
-            for h in &bed.hosts {
+            for h in bed.hosts() {
                 println!("{:<8} {:<12} {}", h.name, h.addr, h.workdir.display());
             }
-            println!("\ninventory: {}", bed.inventory().display());
+            println!("\ninventory: {}", bed.inventory_path().display());
             println!("run playbooks from the control namespace:");
             println!(
                 "  ip netns exec {} duststack play PLAYBOOK -i {}",
                 bed.control_ns(),
-                bed.inventory().display()
+                bed.inventory_path().display()
             );
             Ok(ExitCode::SUCCESS)
         }
         TestbedAction::Down { dir, name } => {
-            let removed = testbed::destroy(name)?;
+            let removed = testbed::destroy(&format!("{name}-"));
             if dir.join("inventory.ini").exists() {
                 std::fs::remove_dir_all(dir)?;
             }

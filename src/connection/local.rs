@@ -1,30 +1,41 @@
 //! `ansible_connection=local`: commands run on the control machine through `/bin/sh -c`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use super::{ConnError, Connection, ExecOutput};
 
-/// Runs commands locally.
+/// Runs commands and file transfers on this machine.
 pub struct LocalConnection {
-    timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
+    closed: AtomicBool,
 }
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl LocalConnection {
-    /// A local connection with an optional per-command timeout.
-    pub fn new(timeout: Option<Duration>) -> Self {
-        LocalConnection { timeout }
+    /// A local connection; each command is limited to `command_timeout` if given.
+    pub fn new(command_timeout: Option<Duration>) -> Self {
+        LocalConnection {
+            command_timeout,
+            closed: AtomicBool::new(false),
+        }
     }
-}
 
-#[async_trait]
-impl Connection for LocalConnection {
-    async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
-        let mut child = Command::new("/bin/sh")
+    fn check_open(&self) -> Result<(), ConnError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(ConnError::Unreachable("local connection is closed".into()));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
+        let mut child = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(command)
             .stdin(if stdin.is_some() {
@@ -37,71 +48,64 @@ impl Connection for LocalConnection {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ConnError::Other(format!("cannot run /bin/sh: {e}")))?;
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(data)
-                .await
-                .map_err(|e| ConnError::Other(format!("writing stdin: {e}")))?;
-        }
-        let wait = child.wait_with_output();
-        let out = match self.timeout {
-            Some(t) => tokio::time::timeout(t, wait)
+        let input = child.stdin.take();
+        let data = stdin.unwrap_or_default().to_vec();
+        let writer = async move {
+            if let Some(mut w) = input {
+                // The command may exit without reading its input; that is not an error.
+                let _ = w.write_all(&data).await;
+                let _ = w.shutdown().await;
+            }
+        };
+        let (_, output) = tokio::join!(writer, child.wait_with_output());
+        let output = output.map_err(|e| ConnError::Other(format!("waiting for command: {e}")))?;
+        Ok(ExecOutput {
+            rc: output.status.code().unwrap_or(-1),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+}
+
+#[async_trait]
+impl Connection for LocalConnection {
+    async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
+        self.check_open()?;
+        match self.command_timeout {
+            Some(t) => tokio::time::timeout(t, self.run(command, stdin))
                 .await
                 .map_err(|_| ConnError::Timeout(t))?,
-            None => wait.await,
+            None => self.run(command, stdin).await,
         }
-        .map_err(|e| ConnError::Other(format!("waiting for command: {e}")))?;
-        Ok(ExecOutput {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
     }
 
     async fn put_file(&self, data: &[u8], path: &str, mode: Option<u32>) -> Result<(), ConnError> {
-        let tmp = format!("{path}.duststack-tmp");
-        let io = |e: std::io::Error| ConnError::Other(format!("writing {path}: {e}"));
-        tokio::fs::write(&tmp, data).await.map_err(io)?;
-        if let Some(m) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
-                .await
-                .map_err(io)?;
+        self.check_open()?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = format!("{path}.duststack-{}-{n}.tmp", std::process::id());
+        let result = async {
+            tokio::fs::write(&tmp, data).await?;
+            if let Some(m) = mode {
+                tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m)).await?;
+            }
+            tokio::fs::rename(&tmp, path).await
         }
-        tokio::fs::rename(&tmp, path).await.map_err(io)
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(ConnError::Other(format!("cannot write {path}: {e}")));
+        }
+        Ok(())
     }
 
     async fn get_file(&self, path: &str) -> Result<Vec<u8>, ConnError> {
+        self.check_open()?;
         tokio::fs::read(path)
             .await
-            .map_err(|e| ConnError::Other(format!("reading {path}: {e}")))
+            .map_err(|e| ConnError::Other(format!("cannot read {path}: {e}")))
     }
 
-    async fn close(&self) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn exec_put_get() {
-        let c = LocalConnection::new(None);
-        let out = c
-            .exec("echo out; echo err >&2; cat; exit 3", Some(b"in"))
-            .await
-            .unwrap();
-        assert_eq!(
-            (out.rc, out.stdout_str().as_str(), out.stderr_str().as_str()),
-            (3, "out\nin", "err\n")
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f").display().to_string();
-        c.put_file(b"data", &p, Some(0o600)).await.unwrap();
-        assert_eq!(c.get_file(&p).await.unwrap(), b"data");
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 }

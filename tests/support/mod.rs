@@ -1,3 +1,4 @@
 //! Shared by the integration tests: the network-namespace SSH test bed of the library.
 
-pub use duststack::testbed::TestBed;
+#[allow(unused_imports)]
+pub use duststack::testbed::{keygen, TestBed, TestHost};
