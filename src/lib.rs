@@ -5,6 +5,6 @@
 //! modules ([`modules`]) over one reused SSH connection per host ([`connection`]),
 //! hosts in parallel ([`exec`]).
 
-pub mod data;
 pub mod cli;
 pub mod connection;
+pub mod data;

@@ -58,3 +58,10 @@ pub trait Connection: Send + Sync {
     /// Closes the connection; further calls fail.
     async fn close(&self);
 }
+
+pub mod known_hosts;
+pub mod local;
+pub mod spec;
+pub mod ssh;
+
+pub use spec::{connect, ConnectionKind, ConnectionSpec};

@@ -33,7 +33,8 @@ impl SourceError {
         pos: SourcePos,
         message: impl Into<String>,
     ) -> Self {
-        let line_text = source.and_then(|s| s.lines().nth(pos.line.saturating_sub(1)).map(str::to_owned));
+        let line_text =
+            source.and_then(|s| s.lines().nth(pos.line.saturating_sub(1)).map(str::to_owned));
         SourceError {
             file: file.as_ref().to_path_buf(),
             pos,
@@ -54,7 +55,12 @@ impl fmt::Display for SourceError {
             self.message
         )?;
         if let Some(text) = &self.line_text {
-            write!(f, "\n    {text}\n    {:>width$}", "^", width = self.pos.col.max(1))?;
+            write!(
+                f,
+                "\n    {text}\n    {:>width$}",
+                "^",
+                width = self.pos.col.max(1)
+            )?;
         }
         Ok(())
     }
