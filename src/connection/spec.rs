@@ -178,10 +178,10 @@ fn parse_ssh_args(args: &str) -> anyhow::Result<SshArgs> {
             "-l" => out.user = Some(value("-l")?),
             // Options that take a value we do not use: skip the value.
             "-F" | "-b" | "-c" | "-D" | "-E" | "-e" | "-L" | "-m" | "-O" | "-Q" | "-R" | "-S"
-            | "-W" | "-w" | "-B" | "-I" => {
-                if inline.is_none() {
-                    it.next();
-                }
+            | "-W" | "-w" | "-B" | "-I"
+                if inline.is_none() =>
+            {
+                it.next();
             }
             _ => {}
         }
