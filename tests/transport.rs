@@ -509,3 +509,58 @@ fn command_timeout_is_enforced() {
         );
     });
 }
+
+#[test]
+fn hosts_behind_one_bastion_share_its_connection() {
+    let bed = TestBed::start(3).unwrap();
+    let b = bed.hosts()[0].clone();
+    let specs: Vec<ConnectionSpec> = bed.hosts()[1..]
+        .iter()
+        .map(|t| {
+            let mut s = spec(&bed, t);
+            s.proxy_jump = Some(Box::new(spec(&bed, &b)));
+            s
+        })
+        .collect();
+    bed.block_on(async {
+        let mut conns = Vec::new();
+        for s in &specs {
+            conns.push(open(s).await);
+        }
+        let mut ports = Vec::new();
+        for c in &conns {
+            let out = c
+                .exec("echo $SSH_CONNECTION", None)
+                .await
+                .unwrap()
+                .stdout_str();
+            assert!(out.starts_with(&format!("{} ", b.addr)), "{out}");
+            ports.push(out.split_whitespace().nth(1).unwrap().to_string());
+        }
+        // Both tunnels leave the bastion through one SSH connection (one post-auth sshd process).
+        let pids = std::process::Command::new("ip")
+            .args(["netns", "pids", &b.ns])
+            .output()
+            .unwrap();
+        let sessions = String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).starts_with("sshd: root")
+            })
+            .count();
+        let all: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .map(|p| {
+                String::from_utf8_lossy(
+                    &std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default(),
+                )
+                .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            sessions, 1,
+            "one bastion session for two jumped hosts: {all:?}"
+        );
+    });
+}

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -118,9 +118,9 @@ impl SshConnection {
         Box::pin(async move {
             let label = spec.label();
             let jump = match &spec.proxy_jump {
-                Some(j) => Some(Arc::new(SshConnection::connect(j).await.map_err(|e| {
+                Some(j) => Some(jump_connection(j).await.map_err(|e| {
                     ConnError::Unreachable(format!("{label}: via jump host {}: {e}", j.label()))
-                })?)),
+                })?),
                 None => None,
             };
             let _permit = HANDSHAKES.acquire().await.map_err(|_| {
@@ -298,6 +298,36 @@ impl SshConnection {
         }
         Ok(out)
     }
+}
+
+/// Bastion connections shared by every host that jumps through them (tunnels are not
+/// sessions, so sshd's `MaxSessions` does not limit them).
+static JUMPS: tokio::sync::Mutex<Vec<(ConnectionSpec, Weak<SshConnection>)>> =
+    tokio::sync::Mutex::const_new(Vec::new());
+
+/// The live connection to bastion `spec`, opened on first use. The lock is not held while
+/// connecting (a bastion may itself jump through another one).
+async fn jump_connection(spec: &ConnectionSpec) -> Result<Arc<SshConnection>, ConnError> {
+    fn live(
+        jumps: &mut Vec<(ConnectionSpec, Weak<SshConnection>)>,
+        spec: &ConnectionSpec,
+    ) -> Option<Arc<SshConnection>> {
+        jumps.retain(|(_, w)| w.upgrade().is_some_and(|c| !c.handle.is_closed()));
+        jumps
+            .iter()
+            .find(|(s, _)| s == spec)
+            .and_then(|(_, w)| w.upgrade())
+    }
+    if let Some(c) = live(&mut *JUMPS.lock().await, spec) {
+        return Ok(c);
+    }
+    let c = Arc::new(SshConnection::connect(spec).await?);
+    let mut jumps = JUMPS.lock().await;
+    if let Some(existing) = live(&mut jumps, spec) {
+        return Ok(existing);
+    }
+    jumps.push((spec.clone(), Arc::downgrade(&c)));
+    Ok(c)
 }
 
 /// Tries the agent, the key files, then the password, in that order.
