@@ -131,6 +131,9 @@ fn startup_sweeps_namespaces_of_dead_runs() {
         .status()
         .unwrap()
         .success());
+    let stale_dir = std::env::temp_dir().join(format!("dst{dead}x0-abc"));
+    std::fs::create_dir_all(&stale_dir).unwrap();
     let _bed = TestBed::start(1).unwrap();
     assert!(!netns_list().contains(&stale), "{}", netns_list());
+    assert!(!stale_dir.exists(), "stale temp dir removed");
 }

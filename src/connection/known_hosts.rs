@@ -224,12 +224,14 @@ pub fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
         Ok(bytes) => !bytes.is_empty() && !bytes.ends_with(b"\n"),
         Err(_) => false,
     };
+    let sep = if needs_newline { "\n" } else { "" };
+    let line = format!("{sep}{} {}\n", host_label(host, port), openssh.trim());
+    // One write on an O_APPEND file: concurrent learners do not interleave.
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
-    let sep = if needs_newline { "\n" } else { "" };
-    writeln!(f, "{sep}{} {}", host_label(host, port), openssh.trim())
+    f.write_all(line.as_bytes())
 }
 
 #[cfg(test)]

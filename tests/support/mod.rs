@@ -108,25 +108,34 @@ fn destroy_ns(ns: &str) {
         .status();
 }
 
-/// Removes `dst<pid>…` namespaces whose creating process no longer exists.
-fn sweep_stale() {
-    let Ok(dir) = fs::read_dir("/run/netns") else {
-        return;
+/// Whether `name` is `dst<pid>x…` of a process that no longer exists.
+fn is_stale(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("dst") else {
+        return false;
     };
-    for entry in dir.flatten() {
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let Ok(pid) = digits.parse::<u32>() else {
+        return false;
+    };
+    rest[digits.len()..].starts_with('x') && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes `dst<pid>x…` namespaces and temporary directories whose creating process no longer exists.
+fn sweep_stale() {
+    for entry in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("dst") else {
-            continue;
-        };
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let Ok(pid) = digits.parse::<u32>() else {
-            continue;
-        };
-        if !rest[digits.len()..].starts_with('x') {
-            continue;
-        }
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if is_stale(&name) {
             destroy_ns(&name);
+        }
+    }
+    for entry in fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_stale(&name) && entry.path().is_dir() {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
