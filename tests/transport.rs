@@ -218,6 +218,18 @@ fn twenty_concurrent_execs_on_one_connection_all_succeed() {
             e >= Duration::from_millis(850),
             "{e:?}: channels were not bounded"
         );
+
+        // Many short commands: finished channels are reused at once (sshd frees slots lazily).
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let c = c.clone();
+            set.spawn(async move { (i, c.exec(&format!("echo {i}"), None).await) });
+        }
+        while let Some(r) = set.join_next().await {
+            let (i, out) = r.unwrap();
+            let out = out.unwrap_or_else(|e| panic!("short exec {i}: {e}"));
+            assert_eq!(out.stdout_str(), format!("{i}\n"));
+        }
     });
 }
 

@@ -220,13 +220,29 @@ impl SshConnection {
         }
     }
 
+    /// Opens a session channel. sshd frees a session slot a little after the channel closes, so
+    /// a refused open (slots of just-finished commands still counted against `MaxSessions`)
+    /// is retried with backoff for a while as long as the connection is up.
+    async fn open_session(&self) -> Result<russh::Channel<client::Msg>, ConnError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(c) => return Ok(c),
+                Err(russh::Error::ChannelOpenFailure(_))
+                    if !self.handle.is_closed() && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(self.fail("cannot open channel", e)),
+            }
+        }
+    }
+
     /// Runs one command on a fresh channel.
     async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.fail("cannot open channel", e))?;
+        let channel = self.open_session().await?;
         channel
             .exec(true, command)
             .await
