@@ -67,6 +67,7 @@ fn gather_facts_task(play: &crate::playbook::Play) -> Task {
         retries: None,
         until: None,
         delay: None,
+        timeout: None,
         vars: Map::new(),
         inherit: crate::playbook::Inherited {
             tags: vec!["always".into()],

@@ -115,7 +115,23 @@ pub async fn run_on_host(
     host: &HostState,
 ) -> TaskResult {
     let base = vars::task_vars(p, Some(t), host);
-    let mut r = match run_inner(engine, p, t, host, base).await {
+    let limit = t
+        .timeout
+        .as_ref()
+        .and_then(|v| {
+            v.as_f64()
+                .or_else(|| modules::args::to_string(v)?.parse().ok())
+        })
+        .filter(|s| *s > 0.0);
+    let run = run_inner(engine, p, t, host, base);
+    let outcome = match limit {
+        Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), run).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!("The task exceeded its timeout of {secs} seconds")),
+        },
+        None => run.await,
+    };
+    let mut r = match outcome {
         Ok(r) => r,
         Err(e) => match e.downcast_ref::<ConnError>() {
             Some(ConnError::Unreachable(msg)) => {

@@ -208,7 +208,26 @@ fn split_preserving_quotes(text: &str) -> Result<Vec<String>> {
     let mut cur = String::new();
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    // Inside `{{ }}`, `{% %}` or `{# #}` nothing splits and quotes belong to the template.
+    let mut jinja = 0usize;
+    let mut prev = '\0';
     for c in text.chars() {
+        let pair = [prev, c];
+        prev = c;
+        if matches!(pair, ['{', '{'] | ['{', '%'] | ['{', '#']) {
+            jinja += 1;
+            cur.push(c);
+            prev = '\0';
+            continue;
+        }
+        if jinja > 0 {
+            if matches!(pair, ['}', '}'] | ['%', '}'] | ['#', '}']) {
+                jinja -= 1;
+                prev = '\0';
+            }
+            cur.push(c);
+            continue;
+        }
         if escaped {
             cur.push(c);
             escaped = false;
@@ -268,6 +287,18 @@ mod tests {
         assert_eq!(m["dest"], "/tmp/b c");
         assert_eq!(m["mode"], "0644");
         assert!(!m.contains_key(RAW));
+    }
+
+    #[test]
+    fn free_form_keeps_templates_whole() {
+        let m = parse_free_form(
+            "path={{ workdir }}/{{ run }} content=\"{{ 'a b' }} c\" state=directory",
+            None,
+        )
+        .unwrap();
+        assert_eq!(m["path"], "{{ workdir }}/{{ run }}");
+        assert_eq!(m["content"], "{{ 'a b' }} c");
+        assert_eq!(m["state"], "directory");
     }
 
     #[test]

@@ -193,6 +193,8 @@ pub struct Task {
     pub until: Option<Vec<Value>>,
     /// `delay:` between attempts (seconds).
     pub delay: Option<Value>,
+    /// `timeout:` in seconds for the whole task on one host.
+    pub timeout: Option<Value>,
     /// `vars:` of the task.
     pub vars: Map<String, Value>,
     /// Keywords inherited from play/blocks merged with the task's own.
