@@ -44,7 +44,7 @@ dust2=$(time_it $CTL "$BIN" play "$DIR/pb/bench.yml" -i "$INV" -e run=dust -f 20
 export ANSIBLE_PIPELINING=True ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_NOCOLOR=1 ANSIBLE_LOCAL_TEMP="$DIR/ansible-tmp"
 ans=$(time_it $CTL ansible-playbook "$DIR/pb/bench.yml" -i "$INV" -e run=ansible -f 20)
 ans2=$(time_it $CTL ansible-playbook "$DIR/pb/bench.yml" -i "$INV" -e run=ansible -f 20)
-floor=$($CTL "$TARGET/release/examples/raw_exec" 10.77.0.11 "$DIR/bed/client_key" "$DIR/bed/known_hosts" 1000)
+floor=$($CTL "$TARGET/release/examples/raw_exec" 10.77.0.11 "$DIR/bed/client_ed25519" "$DIR/bed/known_hosts" 1000)
 
 printf '\n%-38s %10s %10s %8s\n' "run ($HOSTS hosts x $TASKS tasks)" duststack ansible ratio
 printf '%-38s %9.2fs %9.2fs %7.1fx\n' "first run (changes)" "$dust" "$ans" "$(awk -v a="$ans" -v b="$dust" 'BEGIN{print a/b}')"
