@@ -2,6 +2,7 @@
 //! errors that point at a place in a source file.
 
 pub mod error;
+pub mod python;
 pub mod yaml;
 
 pub use error::{SourceError, SourcePos};

@@ -50,38 +50,28 @@ pub async fn run_play_batch(
 }
 
 fn gather_facts_task(play: &crate::playbook::Play) -> Task {
-    Task {
-        name: Some("Gathering Facts".into()),
-        action: Action::Module {
-            name: "setup".into(),
-            args: Value::Object(Map::new()),
-        },
-        when: Vec::new(),
-        looping: None,
-        loop_control: Map::new(),
-        register: None,
-        changed_when: None,
-        failed_when: None,
-        notify: Vec::new(),
-        listen: Vec::new(),
-        retries: None,
-        until: None,
-        delay: None,
-        timeout: None,
-        vars: Map::new(),
-        inherit: crate::playbook::Inherited {
-            tags: vec!["always".into()],
-            ..play.inherit.clone()
-        },
-        role: None,
-        origin: play
-            .origin
-            .clone()
-            .unwrap_or_else(|| crate::playbook::Origin {
-                file: Arc::new(Default::default()),
-                pos: Default::default(),
-            }),
-    }
+    let action = Action::Module {
+        name: "setup".into(),
+        args: Value::Object(Map::new()),
+    };
+    let inherit = crate::playbook::Inherited {
+        tags: vec!["always".into()],
+        ..play.inherit.clone()
+    };
+    let origin = play
+        .origin
+        .clone()
+        .unwrap_or_else(|| crate::playbook::Origin {
+            file: Arc::new(Default::default()),
+            pos: Default::default(),
+        });
+    Task::new(
+        Some("Gathering Facts".into()),
+        action,
+        inherit,
+        None,
+        origin,
+    )
 }
 
 /// Whether `--tags`/`--skip-tags` select the task.

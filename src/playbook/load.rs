@@ -398,30 +398,17 @@ fn parse_task(
         let block = part("block", loader)?;
         let rescue = part("rescue", loader)?;
         let always = part("always", loader)?;
-        return Ok(vec![Task {
+        return Ok(vec![Task::new(
             name,
-            action: Action::Block {
+            Action::Block {
                 block,
                 rescue,
                 always,
             },
-            when: Vec::new(),
-            looping: None,
-            loop_control: Map::new(),
-            register: None,
-            changed_when: None,
-            failed_when: None,
-            notify: Vec::new(),
-            listen: Vec::new(),
-            retries: None,
-            until: None,
-            delay: None,
-            timeout: None,
-            vars: Map::new(),
             inherit,
             role,
             origin,
-        }]);
+        )]);
     }
 
     // Find the action: the one key that is not a keyword.

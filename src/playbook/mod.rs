@@ -206,6 +206,36 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task doing `action` with no keywords of its own besides those inherited.
+    pub fn new(
+        name: Option<String>,
+        action: Action,
+        inherit: Inherited,
+        role: Option<Arc<RoleScope>>,
+        origin: Origin,
+    ) -> Self {
+        Task {
+            name,
+            action,
+            when: Vec::new(),
+            looping: None,
+            loop_control: Map::new(),
+            register: None,
+            changed_when: None,
+            failed_when: None,
+            notify: Vec::new(),
+            listen: Vec::new(),
+            retries: None,
+            until: None,
+            delay: None,
+            timeout: None,
+            vars: Map::new(),
+            inherit,
+            role,
+            origin,
+        }
+    }
+
     /// The name shown in output: `role : name`, or the module name.
     pub fn display_name(&self) -> String {
         let base = match (&self.name, &self.action) {
