@@ -212,3 +212,109 @@ fn unreachable_host_is_dropped_and_exit_code_is_4() {
         assert_eq!(r[h][0], 4, "{h} should finish all tasks: {}", show(&out));
     }
 }
+
+/// Runs `cmd` under a pseudo-terminal (util-linux `script`), typing `input` at its prompts.
+fn with_terminal(bed: &TestBed, cmd: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = bed
+        .command("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    // Give the prompt time to appear before typing, as a person would.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwords_and_key_passphrases_are_asked_on_the_terminal() {
+    let bed = TestBed::start(1).expect("test bed");
+    let h = &bed.hosts()[0];
+    let (user, password) = bed.password_user();
+    let dir = bed.dir();
+    let book = dir.join("ping.yml");
+    std::fs::write(
+        &book,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ping:\n",
+    )
+    .unwrap();
+    let common = format!(
+        "ansible_ssh_common_args='-o UserKnownHostsFile={}'",
+        bed.known_hosts_path().display()
+    );
+
+    // -k: password authentication for a user that has no key.
+    let inv = dir.join("password.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "{} ansible_host={} ansible_user={user} {common}\n",
+            h.name, h.addr
+        ),
+    )
+    .unwrap();
+    let cmd = format!(
+        "HOME={} {DUSTSTACK} play {} -i {} -k",
+        dir.display(),
+        book.display(),
+        inv.display()
+    );
+    let out = with_terminal(&bed, &cmd, &format!("{password}\n"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SSH password:"), "{text}");
+    assert_eq!(recap(&out)[&h.name][0..4], [1, 0, 0, 0], "{text}");
+
+    // An encrypted key: its passphrase is asked once at start.
+    let key = dir.join("encrypted_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret phrase", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    bed.authorize_key(&std::fs::read_to_string(key.with_extension("pub")).unwrap())
+        .unwrap();
+    let inv = dir.join("key.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "{} ansible_host={} ansible_user=root ansible_ssh_private_key_file={} {common}\n",
+            h.name,
+            h.addr,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let cmd = format!(
+        "HOME={} {DUSTSTACK} play {} -i {}",
+        dir.display(),
+        book.display(),
+        inv.display()
+    );
+    let out = with_terminal(&bed, &cmd, "s3cret phrase\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Passphrase for"), "{text}");
+    assert_eq!(recap(&out)[&h.name][0..4], [1, 0, 0, 0], "{text}");
+
+    // Without a terminal the encrypted key is refused up front, naming it.
+    let out = bed
+        .command(DUSTSTACK)
+        .args(["play"])
+        .arg(&book)
+        .arg("-i")
+        .arg(&inv)
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted_key is encrypted"));
+}

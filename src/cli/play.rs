@@ -67,6 +67,12 @@ pub struct PlayArgs {
     /// More directories to find roles in.
     #[arg(long = "roles-path")]
     pub roles_path: Vec<PathBuf>,
+    /// Ask for the SSH password (for hosts without `ansible_password`).
+    #[arg(short = 'k', long = "ask-pass")]
+    pub ask_pass: bool,
+    /// Ask for the sudo password used by `become`.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
     /// Only check that the playbook and inventory load.
     #[arg(long = "syntax-check")]
     pub syntax_check: bool,
@@ -108,6 +114,43 @@ fn split_tags(v: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Asks once for the passphrase of the first encrypted private key the run will use
+/// (`--private-key`, then the inventory's `ansible_ssh_private_key_file`s).
+fn key_passphrase(
+    inventory: &Inventory,
+    cli_key: Option<&std::path::Path>,
+    ask: &dyn Fn(&str) -> Result<String>,
+) -> Result<Option<String>> {
+    let mut keys: Vec<PathBuf> = cli_key.map(PathBuf::from).into_iter().collect();
+    for host in inventory.hosts() {
+        if let Ok(vars) = inventory.vars_for_host(&host, None) {
+            if let Some(k) = vars
+                .get("ansible_ssh_private_key_file")
+                .and_then(Value::as_str)
+            {
+                let k = PathBuf::from(k);
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    for key in keys {
+        let Ok(text) = std::fs::read_to_string(&key) else {
+            continue;
+        };
+        if let Ok(k) = russh::keys::ssh_key::PrivateKey::from_openssh(&text) {
+            if k.is_encrypted() {
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    anyhow::bail!("{} is encrypted and no terminal is there to ask for its passphrase (use ssh-agent)", key.display());
+                }
+                return ask(&format!("Passphrase for {}", key.display())).map(Some);
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Runs `duststack play`. Everything is loaded and validated before any host is contacted.
 pub fn run(args: &PlayArgs) -> Result<ExitCode> {
     let sources = if args.inventory.is_empty() {
@@ -127,6 +170,21 @@ pub fn run(args: &PlayArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let ask = |what: &str| -> Result<String> {
+        rpassword::prompt_password(format!("{what}: "))
+            .with_context(|| format!("reading the {what} from the terminal"))
+    };
+    let password = if args.ask_pass {
+        Some(ask("SSH password")?)
+    } else {
+        None
+    };
+    let become_password = if args.ask_become_pass {
+        Some(ask("BECOME password")?)
+    } else {
+        None
+    };
+    let key_passphrase = key_passphrase(&inventory, args.private_key.as_deref(), &ask)?;
     let opts = RunOptions {
         check: args.check,
         diff: args.diff,
@@ -141,8 +199,11 @@ pub fn run(args: &PlayArgs) -> Result<ExitCode> {
             known_hosts: args.known_hosts.clone(),
             accept_new_host_keys: args.accept_new_host_keys,
             connect_timeout: args.timeout.map(Duration::from_secs),
+            password,
+            key_passphrase,
         },
         role_paths: args.roles_path.clone(),
+        become_password,
     };
     let printer = Printer::new(args.json, args.verbose, args.diff);
     let runtime = tokio::runtime::Builder::new_multi_thread()

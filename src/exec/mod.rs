@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub conn: ConnOverrides,
     /// Extra role directories.
     pub role_paths: Vec<PathBuf>,
+    /// `--ask-become-pass`: sudo password when no `ansible_become_password` is set.
+    pub become_password: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +62,7 @@ impl Default for RunOptions {
             extra_vars: Map::new(),
             conn: ConnOverrides::default(),
             role_paths: Vec::new(),
+            become_password: None,
         }
     }
 }

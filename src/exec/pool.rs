@@ -25,6 +25,10 @@ pub struct ConnOverrides {
     pub accept_new_host_keys: bool,
     /// `--timeout` for connecting.
     pub connect_timeout: Option<std::time::Duration>,
+    /// `--ask-pass`: SSH password for hosts without `ansible_password`.
+    pub password: Option<String>,
+    /// Passphrase for encrypted private keys (asked once at start).
+    pub key_passphrase: Option<String>,
 }
 
 /// All open connections of a run.
@@ -76,6 +80,12 @@ impl Pool {
                     spec.connect_timeout = t;
                 }
                 spec.accept_new_host_keys |= o.accept_new_host_keys;
+                if spec.password.is_none() {
+                    spec.password = o.password.clone();
+                }
+                if spec.key_passphrase.is_none() {
+                    spec.key_passphrase = o.key_passphrase.clone();
+                }
                 connect(&spec).await.map_err(|e| e.to_string())
             })
             .await;

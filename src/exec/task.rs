@@ -704,7 +704,7 @@ fn become_for(engine: &Engine, t: &Task, scope: &Scope) -> Result<Option<Become>
         .or_else(|| vars.get("ansible_become_pass"))
     {
         Some(v) => modules::args::to_string(&engine.templar.render_value(v, scope)?),
-        None => None,
+        None => engine.opts.become_password.clone(),
     };
     Ok(Some(Become { user, password }))
 }
