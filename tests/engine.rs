@@ -318,3 +318,50 @@ fn passwords_and_key_passphrases_are_asked_on_the_terminal() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted_key is encrypted"));
 }
+
+#[test]
+fn become_escalates_with_sudo_and_the_asked_password() {
+    let bed = TestBed::start(1).expect("test bed");
+    let h = &bed.hosts()[0];
+    let (_, password) = bed.password_user();
+    let dir = bed.dir();
+    let book = dir.join("become.yml");
+    std::fs::write(
+        &book,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n\
+         \x20   - command: id -u\n      register: plain\n      changed_when: false\n\
+         \x20   - command: id -u\n      become: true\n      register: root\n      changed_when: false\n\
+         \x20   - copy: content=\"secret\\n\" dest=/tmp/{{ inventory_hostname }}-become-test mode=0600\n      become: true\n\
+         \x20   - assert:\n        that: [\"plain.stdout == '1500'\", \"root.stdout == '0'\"]\n",
+    )
+    .unwrap();
+    let inv = dir.join("sudo.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "{} ansible_host={} ansible_user={} ansible_ssh_private_key_file={} ansible_ssh_common_args='-o UserKnownHostsFile={}'\n",
+            h.name,
+            h.addr,
+            bed.sudo_user(),
+            bed.client_key_path().display(),
+            bed.known_hosts_path().display()
+        ),
+    )
+    .unwrap();
+    let target = std::path::PathBuf::from(format!("/tmp/{}-become-test", h.name));
+    let _ = std::fs::remove_file(&target);
+    let cmd = format!(
+        "{DUSTSTACK} play {} -i {} -K",
+        book.display(),
+        inv.display()
+    );
+    let out = with_terminal(&bed, &cmd, &format!("{password}\n"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(recap(&out)[&h.name][0..4], [4, 1, 0, 0], "{text}");
+    // Written as root through sudo: owned by root, content without the password line.
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret\n");
+    let _ = std::fs::remove_file(&target);
+}

@@ -263,11 +263,63 @@ fn split_preserving_quotes(text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Like Ansible's `parse_kv`: strips one pair of matching outer quotes, then decodes Python
+/// escape sequences (`\n`, `\t`, `\\`, `\'`, `\"`, `\xHH`, `\uHHHH`, octal).
 fn unquote(v: &str) -> String {
-    shlex::split(v)
-        .filter(|parts| parts.len() == 1)
-        .and_then(|mut p| p.pop())
-        .unwrap_or_else(|| v.to_owned())
+    let inner = match (v.chars().next(), v.chars().last()) {
+        (Some(a), Some(b)) if v.len() >= 2 && a == b && (a == '"' || a == '\'') => {
+            &v[1..v.len() - 1]
+        }
+        _ => v,
+    };
+    decode_escapes(inner)
+}
+
+fn decode_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let hex = |chars: &mut std::iter::Peekable<std::str::Chars>, n: usize| -> Option<char> {
+            let digits: String = (0..n).filter_map(|_| chars.next()).collect();
+            u32::from_str_radix(&digits, 16)
+                .ok()
+                .and_then(char::from_u32)
+        };
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('a') => out.push('\u{7}'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(q @ ('\\' | '\'' | '"')) => out.push(q),
+            Some('x') => out.extend(hex(&mut chars, 2)),
+            Some('u') => out.extend(hex(&mut chars, 4)),
+            Some('U') => out.extend(hex(&mut chars, 8)),
+            Some(d @ '0'..='7') => {
+                let mut digits = d.to_string();
+                while digits.len() < 3 && chars.peek().is_some_and(|c| ('0'..='7').contains(c)) {
+                    digits.extend(chars.next());
+                }
+                out.extend(
+                    u32::from_str_radix(&digits, 8)
+                        .ok()
+                        .and_then(char::from_u32),
+                );
+            }
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -299,6 +351,13 @@ mod tests {
         assert_eq!(m["path"], "{{ workdir }}/{{ run }}");
         assert_eq!(m["content"], "{{ 'a b' }} c");
         assert_eq!(m["state"], "directory");
+    }
+
+    #[test]
+    fn free_form_values_decode_escapes_like_ansible() {
+        let m = parse_free_form(r#"a="x\ny" b=p\\nq c='it''s'"#, None).unwrap();
+        assert_eq!(m["a"], "x\ny");
+        assert_eq!(m["b"], "p\\nq");
     }
 
     #[test]

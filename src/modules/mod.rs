@@ -165,7 +165,7 @@ impl Ctx<'_> {
                     .unwrap_or_else(|_| command.to_owned());
                 match &b.password {
                     Some(pw) => (
-                        format!("sudo -H -S -p '' -u {} /bin/sh -c {inner}", b.user),
+                        format!("sudo -H -k -S -p '' -u {} /bin/sh -c {inner}", b.user),
                         Some(format!("{pw}\n").into_bytes()),
                     ),
                     None => (format!("sudo -H -n -u {} /bin/sh -c {inner}", b.user), None),

@@ -31,6 +31,8 @@ pub const SUBNET: &str = "10.77.0";
 pub const CONTROL_ADDR: &str = "10.77.0.2";
 /// Password user present (only) in every bed host's sshd view of `/etc/passwd`.
 pub const PASSWORD_USER: &str = "dstpw";
+/// Unprivileged user (uid 1500) allowed to `sudo` with the bed's password, for `become` tests.
+pub const SUDO_USER: &str = "dstsudo";
 
 static BED_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -308,8 +310,17 @@ impl TestBed {
         let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
         let mut shadow = fs::read_to_string("/etc/shadow")?;
         shadow.push_str(&format!("{PASSWORD_USER}:{hash}:19000:0:99999:7:::\n"));
+        shadow.push_str(&format!("{SUDO_USER}:{hash}:19000:0:99999:7:::\n"));
         fs::write(dir.join("shadow"), shadow)?;
         fs::set_permissions(dir.join("shadow"), fs::Permissions::from_mode(0o600))?;
+        // The sudo user's group, and a sudoers that lets it escalate with its password.
+        let mut group = fs::read_to_string("/etc/group")?;
+        group.push_str(&format!("{SUDO_USER}:x:1500:\n"));
+        fs::write(dir.join("group"), group)?;
+        let mut sudoers = fs::read_to_string("/etc/sudoers").unwrap_or_default();
+        sudoers.push_str(&format!("\n{SUDO_USER} ALL=(ALL:ALL) ALL\n"));
+        fs::write(dir.join("sudoers"), sudoers)?;
+        fs::set_permissions(dir.join("sudoers"), fs::Permissions::from_mode(0o440))?;
         Ok(())
     }
 
@@ -335,6 +346,13 @@ impl TestBed {
             "{PASSWORD_USER}:x:0:0:duststack test:{}:/bin/sh\n",
             home.display()
         ));
+        let sudo_home = h.dir.join("sudo-home");
+        fs::create_dir_all(&sudo_home)?;
+        std::os::unix::fs::chown(&sudo_home, Some(1500), Some(1500))?;
+        passwd.push_str(&format!(
+            "{SUDO_USER}:x:1500:1500:duststack sudo test:{}:/bin/sh\n",
+            sudo_home.display()
+        ));
         fs::write(h.dir.join("passwd"), passwd)?;
         Ok(())
     }
@@ -358,7 +376,7 @@ impl TestBed {
         let log = fs::File::create(h.dir.join("sshd.log"))?;
         // `ip netns exec` runs the shell in a private mount namespace: the bind mounts stay there.
         let script = format!(
-            "mount --bind {hdir}/passwd /etc/passwd && mount --bind {dir}/shadow /etc/shadow && exec /usr/sbin/sshd -D -e -f {cfg}",
+            "mount --bind {hdir}/passwd /etc/passwd && mount --bind {dir}/shadow /etc/shadow && mount --bind {dir}/group /etc/group && {{ [ ! -e /etc/sudoers ] || mount --bind {dir}/sudoers /etc/sudoers; }} && exec /usr/sbin/sshd -D -e -f {cfg}",
             hdir = h.dir.display(),
             dir = dir.display(),
             cfg = cfg.display()
@@ -487,6 +505,11 @@ impl TestBed {
             .open(self.authorized_keys_path())?;
         writeln!(f, "{}", pubkey_line.trim())?;
         Ok(())
+    }
+
+    /// The unprivileged user that may `sudo` with [`TestBed::password_user`]'s password.
+    pub fn sudo_user(&self) -> &str {
+        SUDO_USER
     }
 
     /// User and password accepted by every host's sshd (uid 0, exists only in the sshd's view).
