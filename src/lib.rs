@@ -13,6 +13,7 @@ pub mod facts;
 pub mod inventory;
 pub mod modules;
 pub mod output;
+pub mod pki;
 pub mod playbook;
 pub mod template;
 pub mod testbed;

@@ -1,6 +1,7 @@
 //! Command-line interface: flags (clap) → one function per subcommand → exit status.
 
 pub mod inventory;
+pub mod pki;
 pub mod play;
 pub mod testbed;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// Local SSH hosts in network namespaces (no VMs needed).
     Testbed(testbed::TestbedArgs),
+    /// The cluster PKI in kubeadm's layout: init, check, renew.
+    Pki(pki::PkiArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -35,6 +38,7 @@ pub fn run() -> ExitCode {
         Command::Play(args) => play::run(args),
         Command::Inventory(args) => inventory::run(args),
         Command::Testbed(args) => testbed::run(args),
+        Command::Pki(args) => pki::run(args),
     };
     match result {
         Ok(code) => code,
