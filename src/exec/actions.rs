@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::play::{flush_handlers, Stop};
 use super::state::HostState;
-use super::task::{connection_for, TaskResult};
+use super::task::{connection_for, Step, TaskResult};
 use super::{Engine, PlayCtx};
 use crate::facts;
 use crate::modules::args::{to_bool, to_string, RAW};
@@ -40,17 +40,13 @@ fn failed(msg: String, mut extra: Map<String, Value>) -> TaskResult {
 }
 
 /// Runs the executor action `short` for one host.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    engine: &Engine<'_>,
-    p: &PlayCtx<'_>,
-    t: &Task,
-    host: &HostState,
-    short: &str,
-    args: &Value,
-    scope: &Scope,
-    delegated: Option<&str>,
-) -> Result<TaskResult> {
+pub async fn run(step: Step<'_>, short: &str, args: &Value) -> Result<TaskResult> {
+    let Step {
+        engine,
+        host,
+        scope,
+        ..
+    } = step;
     // `debug: var=` must see the expression unrendered.
     let raw_args = args.as_object().cloned().unwrap_or_default();
     let args = match short {
@@ -151,7 +147,7 @@ pub async fn run(
             ))
         }
         "setup" | "gather_facts" => {
-            let conn = connection_for(engine, p, t, host, scope, delegated).await?;
+            let conn = connection_for(step).await?;
             let out = conn.exec(facts::COMMAND, None).await?;
             let f = facts::parse(&out.stdout_str());
             let mut r = ok(Map::from_iter([
@@ -162,7 +158,7 @@ pub async fn run(
             Ok(r)
         }
         "ping" => {
-            let conn = connection_for(engine, p, t, host, scope, delegated).await?;
+            let conn = connection_for(step).await?;
             let out = conn.exec("true", None).await?;
             if out.rc != 0 {
                 return Ok(failed(out.stderr_str(), Map::new()));
@@ -184,7 +180,7 @@ pub async fn run(
             let start = Instant::now();
             loop {
                 let attempt = async {
-                    let conn = connection_for(engine, p, t, host, scope, delegated).await?;
+                    let conn = connection_for(step).await?;
                     let out = conn.exec("true", None).await?;
                     anyhow::ensure!(out.rc == 0, "test command failed");
                     Ok::<(), anyhow::Error>(())

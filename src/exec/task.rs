@@ -71,6 +71,23 @@ impl TaskResult {
     }
 }
 
+/// One execution of a task on one host: what its module or action works with.
+#[derive(Clone, Copy)]
+pub struct Step<'a> {
+    /// The run.
+    pub engine: &'a Engine<'a>,
+    /// The play.
+    pub p: &'a PlayCtx<'a>,
+    /// The task.
+    pub t: &'a Task,
+    /// The host it runs for.
+    pub host: &'a HostState,
+    /// Variables (with the loop item) and search paths.
+    pub scope: &'a Scope,
+    /// The host it is delegated to, if any.
+    pub delegated: Option<&'a str>,
+}
+
 /// Variables and search paths for templating on this host.
 pub fn scope_for(p: &PlayCtx, t: &Task, vars: Map<String, Value>) -> Scope {
     let mut search_paths = Vec::new();
@@ -196,7 +213,15 @@ async fn run_inner(
         if let Some(cond) = conditions(engine, &all, &scope)? {
             return Ok(skipped(cond, delegated));
         }
-        let mut r = run_once(engine, p, t, host, name, args, &scope, delegated.as_deref()).await?;
+        let step = Step {
+            engine,
+            p,
+            t,
+            host,
+            scope: &scope,
+            delegated: delegated.as_deref(),
+        };
+        let mut r = run_once(step, name, args).await?;
         r.delegated = delegated;
         return Ok(r);
     };
@@ -242,17 +267,15 @@ async fn run_inner(
         let mut r = match conditions(engine, &all, &iscope)? {
             Some(cond) => skipped(cond, None),
             None => {
-                run_once(
+                let step = Step {
                     engine,
                     p,
                     t,
                     host,
-                    name,
-                    args,
-                    &iscope,
-                    delegated.as_deref(),
-                )
-                .await?
+                    scope: &iscope,
+                    delegated: delegated.as_deref(),
+                };
+                run_once(step, name, args).await?
             }
         };
         r.result.insert(loop_var.clone(), item.clone());
@@ -419,17 +442,14 @@ fn loop_items(engine: &Engine, kind: &str, value: &Value, scope: &Scope) -> Resu
 }
 
 /// One execution (no loop): the action or module with retries, then changed_when/failed_when.
-#[allow(clippy::too_many_arguments)]
-async fn run_once(
-    engine: &Engine<'_>,
-    p: &PlayCtx<'_>,
-    t: &Task,
-    host: &HostState,
-    name: &str,
-    args: &Value,
-    scope: &Scope,
-    delegated: Option<&str>,
-) -> Result<TaskResult> {
+async fn run_once(step: Step<'_>, name: &str, args: &Value) -> Result<TaskResult> {
+    let Step {
+        engine,
+        t,
+        host,
+        scope,
+        ..
+    } = step;
     let short = modules::registry::short_name(name);
     let attempts = match &t.until {
         Some(_) => {
@@ -453,9 +473,9 @@ async fn run_once(
     loop {
         attempt += 1;
         let mut r = if keywords_action(short) {
-            actions::run(engine, p, t, host, short, args, scope, delegated).await?
+            actions::run(step, short, args).await?
         } else {
-            let outcome = run_module(engine, p, t, host, name, args, scope, delegated).await?;
+            let outcome = run_module(step, name, args).await?;
             from_outcome(outcome)
         };
         // changed_when / failed_when / until see the result under the register name.
@@ -565,14 +585,15 @@ fn from_outcome(o: Outcome) -> TaskResult {
 }
 
 /// The connection a task uses: the delegated host's, or the host's own, with `environment:`.
-pub async fn connection_for(
-    engine: &Engine<'_>,
-    p: &PlayCtx<'_>,
-    t: &Task,
-    host: &HostState,
-    scope: &Scope,
-    delegated: Option<&str>,
-) -> Result<Arc<dyn Connection>> {
+pub async fn connection_for(step: Step<'_>) -> Result<Arc<dyn Connection>> {
+    let Step {
+        engine,
+        p,
+        t,
+        host,
+        scope,
+        delegated,
+    } = step;
     let (target, raw_vars) = match delegated {
         Some(d) if d != host.name => {
             let mut v = if engine.inventory.hosts().iter().any(|h| h == d) {
@@ -625,17 +646,15 @@ fn connection_vars(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_module(
-    engine: &Engine<'_>,
-    p: &PlayCtx<'_>,
-    t: &Task,
-    host: &HostState,
-    name: &str,
-    args: &Value,
-    scope: &Scope,
-    delegated: Option<&str>,
-) -> Result<Outcome> {
+async fn run_module(step: Step<'_>, name: &str, args: &Value) -> Result<Outcome> {
+    let Step {
+        engine,
+        p,
+        t,
+        host,
+        scope,
+        ..
+    } = step;
     let module =
         modules::lookup(name).ok_or_else(|| anyhow!("couldn't resolve module/action '{name}'"))?;
     let rendered = match engine.templar.render_value(args, scope)? {
@@ -651,7 +670,7 @@ async fn run_module(
             ..Outcome::default()
         });
     }
-    let conn = connection_for(engine, p, t, host, scope, delegated).await?;
+    let conn = connection_for(step).await?;
     let escalate = become_for(engine, t, scope)?;
     let render = |text: &str, tname: &str| -> Result<String> {
         let mut vars = (*scope.vars).clone();
