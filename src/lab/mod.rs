@@ -21,8 +21,8 @@
 //!
 //! [`hyperv`] renders the same lab as PowerShell scripts (up, wait for addresses, down).
 
+pub mod hyperv;
 pub mod libvirt_xml;
-pub mod seed;
 pub mod model;
+pub mod seed;
 
-pub use model::{Lab, LabError, Network, NetworkKind, Nic, Node, Role, SshKeySource, VirtType};
