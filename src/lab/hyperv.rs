@@ -60,12 +60,20 @@ impl HyperVOptions {
 
     /// Path of a node's differencing disk.
     pub fn vhd_path(&self, lab: &Lab, node: &Node) -> String {
-        format!("{}\\{}.vhdx", self.vm_dir.trim_end_matches('\\'), lab.domain_name(node))
+        format!(
+            "{}\\{}.vhdx",
+            self.vm_dir.trim_end_matches('\\'),
+            lab.domain_name(node)
+        )
     }
 
     /// Path of a node's seed ISO.
     pub fn seed_path(&self, lab: &Lab, node: &Node) -> String {
-        format!("{}\\{}-seed.iso", self.vm_dir.trim_end_matches('\\'), lab.domain_name(node))
+        format!(
+            "{}\\{}-seed.iso",
+            self.vm_dir.trim_end_matches('\\'),
+            lab.domain_name(node)
+        )
     }
 }
 
@@ -113,7 +121,10 @@ fn lookup(cmdlet: &str, name: &str) -> String {
 pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
     let mark = ps_quote(&marker(lab));
     let mut s = String::new();
-    s.push_str(&format!("# duststack lab up: {}\n", comment_value(&lab.name)));
+    s.push_str(&format!(
+        "# duststack lab up: {}\n",
+        comment_value(&lab.name)
+    ));
     s.push_str("$ErrorActionPreference = 'Stop'\n\n");
     match &opts.nat_switch {
         NatSwitch::Existing(name) => s.push_str(&format!(
@@ -140,8 +151,15 @@ pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
     for node in &lab.nodes {
         let name = ps_quote(&lab.domain_name(node));
         let vhd = ps_quote(&opts.vhd_path(lab, node));
-        s.push_str(&format!("\n# {} ({})\n", comment_value(&node.name), node.role));
-        s.push_str(&format!("$vm = {}\n", lookup("Get-VM", &lab.domain_name(node))));
+        s.push_str(&format!(
+            "\n# {} ({})\n",
+            comment_value(&node.name),
+            node.role
+        ));
+        s.push_str(&format!(
+            "$vm = {}\n",
+            lookup("Get-VM", &lab.domain_name(node))
+        ));
         s.push_str("if (-not $vm) {\n");
         s.push_str(&format!(
             "    if (-not (Test-Path -LiteralPath {vhd})) {{\n        New-VHD -Path {vhd} -ParentPath {} -Differencing | Out-Null\n        Resize-VHD -Path {vhd} -SizeBytes {}\n    }}\n",
@@ -156,7 +174,10 @@ pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
         s.push_str(&format!(
             "    Set-VM -VM $vm -Notes {mark} -AutomaticCheckpointsEnabled $false\n"
         ));
-        s.push_str(&format!("    Set-VMProcessor -VM $vm -Count {}\n", node.vcpu));
+        s.push_str(&format!(
+            "    Set-VMProcessor -VM $vm -Count {}\n",
+            node.vcpu
+        ));
         s.push_str("    Set-VMMemory -VM $vm -DynamicMemoryEnabled $false\n");
         s.push_str("    Set-VMFirmware -VM $vm -EnableSecureBoot Off\n");
         s.push_str(&format!(
@@ -181,7 +202,11 @@ pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
 /// A script that polls every lab VM until its adapters report an IPv4 address and prints
 /// `<vm> <ip>[,<ip>...]` per VM; fails after `-TimeoutSeconds` (default 600).
 pub fn render_wait_addresses(lab: &Lab) -> String {
-    let names: Vec<String> = lab.nodes.iter().map(|n| ps_quote(&lab.domain_name(n))).collect();
+    let names: Vec<String> = lab
+        .nodes
+        .iter()
+        .map(|n| ps_quote(&lab.domain_name(n)))
+        .collect();
     let mut s = String::new();
     s.push_str("param([int]$TimeoutSeconds = 600)\n");
     s.push_str("$ErrorActionPreference = 'Stop'\n");
@@ -191,7 +216,9 @@ pub fn render_wait_addresses(lab: &Lab) -> String {
     s.push_str("while ($found.Count -lt $names.Count) {\n");
     s.push_str("    foreach ($name in $names) {\n");
     s.push_str("        if ($found.ContainsKey($name)) { continue }\n");
-    s.push_str("        $vm = Get-VM | Where-Object { $_.Name -eq $name } | Select-Object -First 1\n");
+    s.push_str(
+        "        $vm = Get-VM | Where-Object { $_.Name -eq $name } | Select-Object -First 1\n",
+    );
     s.push_str("        if (-not $vm) { throw ('VM ' + $name + ' does not exist') }\n");
     s.push_str("        $ips = @(Get-VMNetworkAdapter -VM $vm | Select -ExpandProperty IPAddresses | Where-Object { $_ -match '^\\d+\\.\\d+\\.\\d+\\.\\d+$' })\n");
     s.push_str("        if ($ips.Count -gt 0) {\n");
@@ -202,7 +229,9 @@ pub fn render_wait_addresses(lab: &Lab) -> String {
     s.push_str("    if ($found.Count -lt $names.Count) {\n");
     s.push_str("        if ((Get-Date) -gt $deadline) {\n");
     s.push_str("            $missing = $names | Where-Object { -not $found.ContainsKey($_) }\n");
-    s.push_str("            throw ('timed out waiting for addresses of: ' + ($missing -join ', '))\n");
+    s.push_str(
+        "            throw ('timed out waiting for addresses of: ' + ($missing -join ', '))\n",
+    );
     s.push_str("        }\n");
     s.push_str("        Start-Sleep -Seconds 5\n");
     s.push_str("    }\n");
@@ -215,14 +244,19 @@ pub fn render_wait_addresses(lab: &Lab) -> String {
 pub fn render_down(lab: &Lab, opts: &HyperVOptions) -> String {
     let mark = ps_quote(&marker(lab));
     let mut s = String::new();
-    s.push_str(&format!("# duststack lab down: {}\n", comment_value(&lab.name)));
+    s.push_str(&format!(
+        "# duststack lab down: {}\n",
+        comment_value(&lab.name)
+    ));
     s.push_str("$ErrorActionPreference = 'Stop'\n");
     for node in &lab.nodes {
         let name = lab.domain_name(node);
         s.push_str(&format!("\n$vm = {}\n", lookup("Get-VM", &name)));
         s.push_str(&format!(
             "if ($vm -and $vm.Notes -ne {mark}) {{\n    Write-Warning {}\n}} else {{\n",
-            ps_quote(&format!("VM {name} was not created by duststack; left alone"))
+            ps_quote(&format!(
+                "VM {name} was not created by duststack; left alone"
+            ))
         ));
         s.push_str("    if ($vm) {\n        Stop-VM -VM $vm -TurnOff -Force\n        Remove-VM -VM $vm -Force\n    }\n");
         for path in [opts.vhd_path(lab, node), opts.seed_path(lab, node)] {
@@ -318,7 +352,10 @@ mod tests {
         assert!(!up.contains("New-VMSwitch -Name 'Default Switch'"));
 
         let ext = HyperVOptions {
-            nat_switch: NatSwitch::External { name: "lab-nat".into(), net_adapter: "Ethernet".into() },
+            nat_switch: NatSwitch::External {
+                name: "lab-nat".into(),
+                net_adapter: "Ethernet".into(),
+            },
             ..opts.clone()
         };
         let up = render_up(&lab, &ext);
@@ -358,15 +395,25 @@ mod tests {
         lab.name = hostile.into();
         lab.nodes[0].name = format!("n{hostile}");
         let opts = HyperVOptions {
-            nat_switch: NatSwitch::External { name: format!("sw{hostile}"), net_adapter: format!("ad{hostile}") },
+            nat_switch: NatSwitch::External {
+                name: format!("sw{hostile}"),
+                net_adapter: format!("ad{hostile}"),
+            },
             internal_switch: format!("in{hostile}"),
             vm_dir: format!("C:\\d{hostile}"),
             parent_vhdx: format!("C:\\p{hostile}.vhdx"),
         };
-        for script in [render_up(&lab, &opts), render_wait_addresses(&lab), render_down(&lab, &opts)] {
+        for script in [
+            render_up(&lab, &opts),
+            render_wait_addresses(&lab),
+            render_down(&lab, &opts),
+        ] {
             let code = code_outside_literals(&script);
             for bad in ["evil", "calc", "Remove-Item C:", "whoami"] {
-                assert!(!code.contains(bad), "{bad:?} escaped its literal:\n{script}");
+                assert!(
+                    !code.contains(bad),
+                    "{bad:?} escaped its literal:\n{script}"
+                );
             }
             assert!(script.contains("evil''; Remove-Item"), "{script}");
         }

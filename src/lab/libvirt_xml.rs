@@ -1,8 +1,8 @@
 //! libvirt XML for a lab: domains (direct kernel boot, overlay + NoCloud seed disks, two NICs,
 //! logged serial console, duststack metadata), networks with DHCP reservations, and overlay volumes.
 
-use super::model::{DhcpHost, Lab, NetworkKind, Node, VirtType};
 use super::model::Network;
+use super::model::{DhcpHost, Lab, NetworkKind, Node, VirtType};
 
 /// XML namespace of the `<metadata>` element duststack puts on every domain it creates.
 pub const METADATA_NS: &str = "https://duststack.dev/xmlns/lab/1";
@@ -31,7 +31,10 @@ struct Xml {
 
 impl Xml {
     fn new() -> Xml {
-        Xml { out: String::new(), open: Vec::new() }
+        Xml {
+            out: String::new(),
+            open: Vec::new(),
+        }
     }
 
     fn start_tag(&mut self, name: &str, attrs: &[(&str, &str)]) {
@@ -179,7 +182,10 @@ pub fn network_xml(net: &Network) -> String {
 
 fn write_dhcp_host(x: &mut Xml, host: &DhcpHost) {
     let ip = host.ip.to_string();
-    x.empty("host", &[("mac", &host.mac), ("name", &host.name), ("ip", &ip)]);
+    x.empty(
+        "host",
+        &[("mac", &host.mac), ("name", &host.name), ("ip", &ip)],
+    );
 }
 
 /// One `<host>` element, for `virsh net-update <net> add ip-dhcp-host` on a network that
@@ -194,7 +200,11 @@ pub fn dhcp_host_xml(host: &DhcpHost) -> String {
 pub fn volume_xml(lab: &Lab, node: &Node) -> String {
     let mut x = Xml::new();
     x.open("volume", &[("type", "file")]);
-    x.text("name", &[], &format!("{}.{}", lab.domain_name(node), node.disk_format));
+    x.text(
+        "name",
+        &[],
+        &format!("{}.{}", lab.domain_name(node), node.disk_format),
+    );
     x.text("capacity", &[("unit", "GiB")], &node.disk_gib.to_string());
     x.open("target", &[]);
     x.text("path", &[], &lab.overlay_path(node));
@@ -239,10 +249,19 @@ mod tests {
         assert_eq!(text(d, &["memory"]), "4096");
         assert_eq!(child(d, "memory").attribute("unit"), Some("MiB"));
         assert_eq!(text(d, &["vcpu"]), "2");
-        assert_eq!(text(d, &["os", "kernel"]), "/var/lib/duststack/images/debian-12.vmlinuz");
-        assert_eq!(text(d, &["os", "initrd"]), "/var/lib/duststack/images/debian-12.initrd");
+        assert_eq!(
+            text(d, &["os", "kernel"]),
+            "/var/lib/duststack/images/debian-12.vmlinuz"
+        );
+        assert_eq!(
+            text(d, &["os", "initrd"]),
+            "/var/lib/duststack/images/debian-12.initrd"
+        );
         let cmdline = text(d, &["os", "cmdline"]);
-        assert!(cmdline.starts_with("root=/dev/vda rw console=ttyS0 ds=nocloud"), "{cmdline}");
+        assert!(
+            cmdline.starts_with("root=/dev/vda rw console=ttyS0 ds=nocloud"),
+            "{cmdline}"
+        );
         assert!(cmdline.contains(&format!("systemd.machine_id={}", node.machine_id)));
 
         let meta = child(child(d, "metadata"), "lab");
@@ -252,7 +271,10 @@ mod tests {
         assert_eq!(meta.attribute("role"), Some("worker"));
 
         let devices = child(d, "devices");
-        let disks: Vec<_> = devices.children().filter(|c| c.has_tag_name("disk")).collect();
+        let disks: Vec<_> = devices
+            .children()
+            .filter(|c| c.has_tag_name("disk"))
+            .collect();
         assert_eq!(disks.len(), 2);
         assert_eq!(child(disks[0], "driver").attribute("type"), Some("qcow2"));
         assert_eq!(
@@ -267,11 +289,20 @@ mod tests {
         );
         assert!(disks[1].children().any(|c| c.has_tag_name("readonly")));
 
-        let nics: Vec<_> = devices.children().filter(|c| c.has_tag_name("interface")).collect();
+        let nics: Vec<_> = devices
+            .children()
+            .filter(|c| c.has_tag_name("interface"))
+            .collect();
         assert_eq!(nics.len(), 2);
         for (el, nic) in nics.iter().zip(&node.nics) {
-            assert_eq!(child(*el, "source").attribute("network"), Some(nic.network.as_str()));
-            assert_eq!(child(*el, "mac").attribute("address"), Some(nic.mac.as_str()));
+            assert_eq!(
+                child(*el, "source").attribute("network"),
+                Some(nic.network.as_str())
+            );
+            assert_eq!(
+                child(*el, "mac").attribute("address"),
+                Some(nic.mac.as_str())
+            );
             assert_eq!(child(*el, "model").attribute("type"), Some("virtio"));
         }
         let serial = child(devices, "serial");
@@ -294,7 +325,10 @@ mod tests {
         assert!(!d.children().any(|c| c.has_tag_name("cpu")));
         assert!(!d.descendants().any(|c| c.has_tag_name("evil")));
         assert_eq!(text(d, &["os", "kernel"]), "/img/a&b<'\">.vmlinuz");
-        assert_eq!(child(child(d, "metadata"), "lab").attribute("name"), Some("x\"><evil/>"));
+        assert_eq!(
+            child(child(d, "metadata"), "lab").attribute("name"),
+            Some("x\"><evil/>")
+        );
     }
 
     #[test]
@@ -311,7 +345,11 @@ mod tests {
                 NetworkKind::Isolated => assert!(forward.is_none()),
             }
             let ip = child(n, "ip");
-            let want_gw = if net.kind == NetworkKind::Nat { "192.168.122.1" } else { "192.168.90.1" };
+            let want_gw = if net.kind == NetworkKind::Nat {
+                "192.168.122.1"
+            } else {
+                "192.168.90.1"
+            };
             assert_eq!(ip.attribute("address"), Some(want_gw));
             assert_eq!(ip.attribute("netmask"), Some("255.255.255.0"));
             let dhcp = child(ip, "dhcp");
@@ -341,8 +379,17 @@ mod tests {
         assert_eq!(text(v, &["name"]), "classroom-k8s-master-1.qcow2");
         assert_eq!(text(v, &["capacity"]), "20");
         assert_eq!(child(v, "capacity").attribute("unit"), Some("GiB"));
-        assert_eq!(child(child(v, "target"), "format").attribute("type"), Some("qcow2"));
-        assert_eq!(text(v, &["backingStore", "path"]), "/var/lib/duststack/images/debian-12.qcow2");
-        assert_eq!(child(child(v, "backingStore"), "format").attribute("type"), Some("qcow2"));
+        assert_eq!(
+            child(child(v, "target"), "format").attribute("type"),
+            Some("qcow2")
+        );
+        assert_eq!(
+            text(v, &["backingStore", "path"]),
+            "/var/lib/duststack/images/debian-12.qcow2"
+        );
+        assert_eq!(
+            child(child(v, "backingStore"), "format").attribute("type"),
+            Some("qcow2")
+        );
     }
 }

@@ -25,4 +25,3 @@ pub mod hyperv;
 pub mod libvirt_xml;
 pub mod model;
 pub mod seed;
-

@@ -368,19 +368,21 @@ impl Lab {
             .filter(|(stem, _)| !stem.ends_with('/') && !stem.is_empty())
             .map(|(stem, _)| stem.to_string())
             .unwrap_or_else(|| base_image.clone());
-        let kernel = string_var(&all, "lab", &["base_kernel"])?.unwrap_or(format!("{stem}.vmlinuz"));
+        let kernel =
+            string_var(&all, "lab", &["base_kernel"])?.unwrap_or(format!("{stem}.vmlinuz"));
         let initrd = string_var(&all, "lab", &["base_initrd"])?.unwrap_or(format!("{stem}.initrd"));
         let base_image_format =
             string_var(&all, "lab", &["base_image_format"])?.unwrap_or_else(|| "qcow2".into());
         check_format("lab", "base_image_format", &base_image_format)?;
         let log_dir = string_var(&all, "lab", &["virt_log_path"])?
             .unwrap_or_else(|| "/var/log/libvirt/qemu".into());
-        let ssh_key = string_var(&all, "lab", &["ssh_key", "ssh_public_key"])?.ok_or_else(|| {
-            LabError::Missing {
-                var: "ssh_key".into(),
-                hint: "set it to your public key file (e.g. ~/.ssh/id_ed25519.pub)".into(),
-            }
-        })?;
+        let ssh_key =
+            string_var(&all, "lab", &["ssh_key", "ssh_public_key"])?.ok_or_else(|| {
+                LabError::Missing {
+                    var: "ssh_key".into(),
+                    hint: "set it to your public key file (e.g. ~/.ssh/id_ed25519.pub)".into(),
+                }
+            })?;
         let ssh_public_key = if ssh_key.starts_with("ssh-") || ssh_key.starts_with("ecdsa-") {
             SshKeySource::Literal(ssh_key)
         } else {
@@ -392,15 +394,26 @@ impl Lab {
         check_name("lab", "nic1", &nic1)?;
         check_name("lab", "nic2", &nic2)?;
         if nic1 == nic2 {
-            return Err(bad("lab", "nic2", &nic2, "nic1 and nic2 must be two different networks"));
+            return Err(bad(
+                "lab",
+                "nic2",
+                &nic2,
+                "nic1 and nic2 must be two different networks",
+            ));
         }
-        let nat_cidr = string_var(&all, "lab", &["nic1_cidr"])?.unwrap_or_else(|| DEFAULT_NAT_CIDR.into());
-        let internal_cidr =
-            string_var(&all, "lab", &["nic2_cidr"])?.unwrap_or_else(|| DEFAULT_INTERNAL_CIDR.into());
+        let nat_cidr =
+            string_var(&all, "lab", &["nic1_cidr"])?.unwrap_or_else(|| DEFAULT_NAT_CIDR.into());
+        let internal_cidr = string_var(&all, "lab", &["nic2_cidr"])?
+            .unwrap_or_else(|| DEFAULT_INTERNAL_CIDR.into());
         let (nat_addr, nat_prefix) = parse_cidr("nic1_cidr", &nat_cidr)?;
         let (int_addr, int_prefix) = parse_cidr("nic2_cidr", &internal_cidr)?;
         if nat_addr == int_addr {
-            return Err(bad("lab", "nic2_cidr", &internal_cidr, "nic1 and nic2 need different subnets"));
+            return Err(bad(
+                "lab",
+                "nic2_cidr",
+                &internal_cidr,
+                "nic1 and nic2 need different subnets",
+            ));
         }
         if members.len() as u32 > DHCP_FIRST - FIRST_HOST {
             return Err(bad(
@@ -420,28 +433,48 @@ impl Lab {
                 None => 2,
                 Some(n) if (1..=1024).contains(&n) => n as u32,
                 Some(n) => {
-                    return Err(bad(node_name, "vcpu", &n.to_string(), "a count between 1 and 1024"))
+                    return Err(bad(
+                        node_name,
+                        "vcpu",
+                        &n.to_string(),
+                        "a count between 1 and 1024",
+                    ))
                 }
             };
             let memory_mib = match size_var(&vars, node_name, &["vmem", "memory", "memory_mib"])? {
                 None => 4096,
                 Some(mib) => mib,
             };
-            let disk_mib = size_var(&vars, node_name, &["virt_disk_size", "disk_size"])?.unwrap_or(20 * 1024);
+            let disk_mib =
+                size_var(&vars, node_name, &["virt_disk_size", "disk_size"])?.unwrap_or(20 * 1024);
             if disk_mib % 1024 != 0 || disk_mib == 0 {
                 let (var, val) = found(&vars, &["virt_disk_size", "disk_size"]);
-                return Err(bad(node_name, &var, &val, "a disk size must be a whole number of GiB, e.g. 20G, 20GiB or 20480M"));
+                return Err(bad(
+                    node_name,
+                    &var,
+                    &val,
+                    "a disk size must be a whole number of GiB, e.g. 20G, 20GiB or 20480M",
+                ));
             }
-            let disk_format =
-                string_var(&vars, node_name, &["virt_disk_format", "disk_format"])?.unwrap_or_else(|| "qcow2".into());
+            let disk_format = string_var(&vars, node_name, &["virt_disk_format", "disk_format"])?
+                .unwrap_or_else(|| "qcow2".into());
             check_format(node_name, "virt_disk_format", &disk_format)?;
             if *role == Role::ControlPlane && (vcpu < 2 || memory_mib < 2048) {
-                return Err(LabError::ControlPlaneTooSmall { node: node_name.clone(), vcpu, memory_mib });
+                return Err(LabError::ControlPlaneTooSmall {
+                    node: node_name.clone(),
+                    vcpu,
+                    memory_mib,
+                });
             }
-            let hostname = string_var(&vars, node_name, &["nodename"])?.unwrap_or_else(|| node_name.clone());
+            let hostname =
+                string_var(&vars, node_name, &["nodename"])?.unwrap_or_else(|| node_name.clone());
             check_hostname(node_name, &hostname)?;
             if let Some(first) = hostnames.insert(hostname.clone(), node_name.clone()) {
-                return Err(LabError::DuplicateHostname { hostname, first, second: node_name.clone() });
+                return Err(LabError::DuplicateHostname {
+                    hostname,
+                    first,
+                    second: node_name.clone(),
+                });
             }
             let host = FIRST_HOST + i as u32;
             let nat_mac = unique_mac(&name, node_name, 0, &mut macs);
@@ -455,28 +488,45 @@ impl Lab {
                 disk_gib: disk_mib / 1024,
                 disk_format,
                 nics: [
-                    Nic { network: nic1.clone(), mac: nat_mac, ip: offset(nat_addr, host), prefix: nat_prefix },
-                    Nic { network: nic2.clone(), mac: int_mac, ip: offset(int_addr, host), prefix: int_prefix },
+                    Nic {
+                        network: nic1.clone(),
+                        mac: nat_mac,
+                        ip: offset(nat_addr, host),
+                        prefix: nat_prefix,
+                    },
+                    Nic {
+                        network: nic2.clone(),
+                        mac: int_mac,
+                        ip: offset(int_addr, host),
+                        prefix: int_prefix,
+                    },
                 ],
                 machine_id: machine_id(&name, node_name),
             });
         }
 
-        let networks = [(&nic1, NetworkKind::Nat, nat_addr, nat_prefix, 0), (&nic2, NetworkKind::Isolated, int_addr, int_prefix, 1)]
-            .into_iter()
-            .map(|(net, kind, address, prefix, idx)| Network {
-                name: net.clone(),
-                kind,
-                address,
-                prefix,
-                dhcp_start: offset(address, DHCP_FIRST),
-                dhcp_end: offset(address, 254),
-                hosts: nodes
-                    .iter()
-                    .map(|n| DhcpHost { mac: n.nics[idx].mac.clone(), ip: n.nics[idx].ip, name: n.hostname.clone() })
-                    .collect(),
-            })
-            .collect();
+        let networks = [
+            (&nic1, NetworkKind::Nat, nat_addr, nat_prefix, 0),
+            (&nic2, NetworkKind::Isolated, int_addr, int_prefix, 1),
+        ]
+        .into_iter()
+        .map(|(net, kind, address, prefix, idx)| Network {
+            name: net.clone(),
+            kind,
+            address,
+            prefix,
+            dhcp_start: offset(address, DHCP_FIRST),
+            dhcp_end: offset(address, 254),
+            hosts: nodes
+                .iter()
+                .map(|n| DhcpHost {
+                    mac: n.nics[idx].mac.clone(),
+                    ip: n.nics[idx].ip,
+                    name: n.hostname.clone(),
+                })
+                .collect(),
+        })
+        .collect();
 
         Ok(Lab {
             name,
@@ -495,9 +545,14 @@ impl Lab {
 }
 
 /// The nodes and their roles, from the `k8s_*_nodes` lists, else from the role groups.
-fn role_members(inv: &Inventory, all: &Map<String, Value>) -> Result<Vec<(String, Role)>, LabError> {
+fn role_members(
+    inv: &Inventory,
+    all: &Map<String, Value>,
+) -> Result<Vec<(String, Role)>, LabError> {
     let hosts = inv.hosts();
-    let lists_given = ROLE_SOURCES.iter().any(|(_, var, _)| all.contains_key(*var));
+    let lists_given = ROLE_SOURCES
+        .iter()
+        .any(|(_, var, _)| all.contains_key(*var));
     let mut members: Vec<(String, Role)> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (role, var, group) in ROLE_SOURCES {
@@ -508,11 +563,27 @@ fn role_members(inv: &Inventory, all: &Map<String, Value>) -> Result<Vec<(String
                     .iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s.clone()),
-                        other => Err(bad("lab", var, &other.to_string(), "a list of inventory host names")),
+                        other => Err(bad(
+                            "lab",
+                            var,
+                            &other.to_string(),
+                            "a list of inventory host names",
+                        )),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-                Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
-                Some(other) => return Err(bad("lab", var, &other.to_string(), "a list of inventory host names")),
+                Some(Value::String(s)) => s
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                Some(other) => {
+                    return Err(bad(
+                        "lab",
+                        var,
+                        &other.to_string(),
+                        "a list of inventory host names",
+                    ))
+                }
             };
             (var.to_string(), names)
         } else {
@@ -526,10 +597,18 @@ fn role_members(inv: &Inventory, all: &Map<String, Value>) -> Result<Vec<(String
                     .filter(|(d, h)| *d <= 3.max(h.len() / 3))
                     .min_by_key(|(d, _)| *d)
                     .map(|(_, h)| h.clone());
-                return Err(LabError::UnknownNode { list: source, node, closest });
+                return Err(LabError::UnknownNode {
+                    list: source,
+                    node,
+                    closest,
+                });
             }
             if let Some(first) = seen.insert(node.clone(), source.clone()) {
-                return Err(LabError::DuplicateNode { node, first, second: source });
+                return Err(LabError::DuplicateNode {
+                    node,
+                    first,
+                    second: source,
+                });
             }
             check_name(&node, "inventory host name", &node)?;
             members.push((node, role));
@@ -565,7 +644,11 @@ fn display(v: &Value) -> String {
 }
 
 /// A string variable by its first present alias; numbers are turned into text.
-fn string_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<Option<String>, LabError> {
+fn string_var(
+    vars: &Map<String, Value>,
+    scope: &str,
+    names: &[&str],
+) -> Result<Option<String>, LabError> {
     for n in names {
         match vars.get(*n) {
             None | Some(Value::Null) => continue,
@@ -578,17 +661,30 @@ fn string_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<
 }
 
 /// An integer variable (number or digits in a string) by its first present alias.
-fn int_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<Option<u64>, LabError> {
+fn int_var(
+    vars: &Map<String, Value>,
+    scope: &str,
+    names: &[&str],
+) -> Result<Option<u64>, LabError> {
     for n in names {
         match vars.get(*n) {
             None | Some(Value::Null) => continue,
             Some(Value::Number(num)) => {
-                return num.as_u64().map(Some).ok_or_else(|| bad(scope, n, &num.to_string(), "a whole positive number"))
+                return num
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| bad(scope, n, &num.to_string(), "a whole positive number"))
             }
             Some(Value::String(s)) => {
-                return s.trim().parse::<u64>().map(Some).map_err(|_| bad(scope, n, s, "a whole positive number"))
+                return s
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| bad(scope, n, s, "a whole positive number"))
             }
-            Some(other) => return Err(bad(scope, n, &other.to_string(), "a whole positive number")),
+            Some(other) => {
+                return Err(bad(scope, n, &other.to_string(), "a whole positive number"))
+            }
         }
     }
     Ok(None)
@@ -596,7 +692,11 @@ fn int_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<Opt
 
 /// A size variable in MiB: a bare number means MiB; `M`/`MiB`/`MB`, `G`/`GiB`/`GB`, `T`/`TiB`/`TB`
 /// are binary units (as qemu-img and libvirt read them).
-fn size_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<Option<u64>, LabError> {
+fn size_var(
+    vars: &Map<String, Value>,
+    scope: &str,
+    names: &[&str],
+) -> Result<Option<u64>, LabError> {
     for n in names {
         let text = match vars.get(*n) {
             None | Some(Value::Null) => continue,
@@ -604,9 +704,14 @@ fn size_var(vars: &Map<String, Value>, scope: &str, names: &[&str]) -> Result<Op
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        return parse_size_mib(&text)
-            .map(Some)
-            .ok_or_else(|| bad(scope, n, &text, "a size like 20G, 20GiB, 20480M or 4096 (MiB)"));
+        return parse_size_mib(&text).map(Some).ok_or_else(|| {
+            bad(
+                scope,
+                n,
+                &text,
+                "a size like 20G, 20GiB, 20480M or 4096 (MiB)",
+            )
+        });
     }
     Ok(None)
 }
@@ -628,15 +733,25 @@ pub fn parse_size_mib(text: &str) -> Option<u64> {
 
 fn parse_cidr(var: &str, text: &str) -> Result<(Ipv4Addr, u8), LabError> {
     let err = |why: &str| bad("lab", var, text, why);
-    let (addr, prefix) = text.split_once('/').ok_or_else(|| err("an IPv4 network like 192.168.90.0/24"))?;
-    let addr: Ipv4Addr = addr.trim().parse().map_err(|_| err("an IPv4 network like 192.168.90.0/24"))?;
-    let prefix: u8 = prefix.trim().parse().map_err(|_| err("an IPv4 network like 192.168.90.0/24"))?;
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| err("an IPv4 network like 192.168.90.0/24"))?;
+    let addr: Ipv4Addr = addr
+        .trim()
+        .parse()
+        .map_err(|_| err("an IPv4 network like 192.168.90.0/24"))?;
+    let prefix: u8 = prefix
+        .trim()
+        .parse()
+        .map_err(|_| err("an IPv4 network like 192.168.90.0/24"))?;
     if !(8..=24).contains(&prefix) {
         return Err(err("the prefix must be between /8 and /24"));
     }
     let mask = u32::MAX << (32 - u32::from(prefix));
     if u32::from(addr) & !mask != 0 {
-        return Err(err("host bits are set: give the network address (e.g. 192.168.90.0/24)"));
+        return Err(err(
+            "host bits are set: give the network address (e.g. 192.168.90.0/24)",
+        ));
     }
     Ok((addr, prefix))
 }
@@ -653,11 +768,18 @@ fn check_name(scope: &str, var: &str, name: &str) -> Result<(), LabError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-'])
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(bad(scope, var, name, "1-64 letters, digits, '.', '_' or '-' (not starting with '.' or '-')"))
+        Err(bad(
+            scope,
+            var,
+            name,
+            "1-64 letters, digits, '.', '_' or '-' (not starting with '.' or '-')",
+        ))
     }
 }
 
@@ -675,7 +797,12 @@ fn check_hostname(scope: &str, hostname: &str) -> Result<(), LabError> {
     if ok {
         Ok(())
     } else {
-        Err(bad(scope, "nodename", hostname, "a host name of letters, digits and '-' labels"))
+        Err(bad(
+            scope,
+            "nodename",
+            hostname,
+            "a host name of letters, digits and '-' labels",
+        ))
     }
 }
 
@@ -716,7 +843,10 @@ pub fn machine_id(lab: &str, node: &str) -> String {
     h.update(lab.as_bytes());
     h.update(b"\0");
     h.update(node.as_bytes());
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -753,7 +883,11 @@ pub(crate) mod tests {
         let inv = Inventory::load(&[dir]).unwrap();
         let lab = Lab::from_inventory(&inv).unwrap();
         assert_eq!(lab.name, "classroom");
-        let names: Vec<_> = lab.nodes.iter().map(|n| (n.name.as_str(), n.role)).collect();
+        let names: Vec<_> = lab
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.role))
+            .collect();
         assert_eq!(
             names,
             [
@@ -766,7 +900,10 @@ pub(crate) mod tests {
         assert_eq!(lab.base_image, "/var/lib/duststack/images/debian-12.qcow2");
         assert_eq!(lab.kernel, "/var/lib/duststack/images/debian-12.vmlinuz");
         assert_eq!(lab.virt_type, VirtType::Kvm);
-        assert_eq!(lab.ssh_public_key, SshKeySource::Path("~/.ssh/id_ed25519.pub".into()));
+        assert_eq!(
+            lab.ssh_public_key,
+            SshKeySource::Path("~/.ssh/id_ed25519.pub".into())
+        );
     }
 
     #[test]
@@ -774,14 +911,24 @@ pub(crate) mod tests {
         let lab = sample_lab();
         assert_eq!(lab.nodes.len(), 3);
         let m = &lab.nodes[0];
-        assert_eq!((m.vcpu, m.memory_mib, m.disk_gib, m.disk_format.as_str()), (2, 4096, 20, "qcow2"));
+        assert_eq!(
+            (m.vcpu, m.memory_mib, m.disk_gib, m.disk_format.as_str()),
+            (2, 4096, 20, "qcow2")
+        );
         assert_eq!(m.internal_nic().ip, Ipv4Addr::new(192, 168, 90, 10));
-        assert_eq!(lab.nodes[2].internal_nic().ip, Ipv4Addr::new(192, 168, 90, 12));
+        assert_eq!(
+            lab.nodes[2].internal_nic().ip,
+            Ipv4Addr::new(192, 168, 90, 12)
+        );
         assert_eq!(lab.nodes[1].nat_nic().ip, Ipv4Addr::new(192, 168, 122, 11));
         assert_eq!(m.nat_nic().network, "default");
         assert_eq!(m.internal_nic().network, "internal");
         let mac_re = regex::Regex::new("^52:54:00(:[0-9a-f]{2}){3}$").unwrap();
-        let mut macs: Vec<&str> = lab.nodes.iter().flat_map(|n| n.nics.iter().map(|c| c.mac.as_str())).collect();
+        let mut macs: Vec<&str> = lab
+            .nodes
+            .iter()
+            .flat_map(|n| n.nics.iter().map(|c| c.mac.as_str()))
+            .collect();
         assert!(macs.iter().all(|m| mac_re.is_match(m)), "{macs:?}");
         macs.sort();
         macs.dedup();
@@ -792,7 +939,11 @@ pub(crate) mod tests {
         assert_ne!(lab.nodes[0].machine_id, lab.nodes[1].machine_id);
         assert_eq!(lab.nodes[0].machine_id.len(), 32);
         // Another lab name gives other MACs.
-        let other = load(HOSTS, &ALL.replace("lab_name: classroom", "lab_name: other")).unwrap();
+        let other = load(
+            HOSTS,
+            &ALL.replace("lab_name: classroom", "lab_name: other"),
+        )
+        .unwrap();
         assert_ne!(other.nodes[0].nat_nic().mac, lab.nodes[0].nat_nic().mac);
 
         let net = lab.network("internal").unwrap();
@@ -803,7 +954,10 @@ pub(crate) mod tests {
         assert_eq!(net.hosts[1].name, "k8s-node-1");
         assert_eq!(net.hosts[1].mac, lab.nodes[1].internal_nic().mac);
         assert_eq!(lab.network("default").unwrap().kind, NetworkKind::Nat);
-        assert_eq!(lab.overlay_path(m), "/var/lib/libvirt/images/classroom-k8s-master-1.qcow2");
+        assert_eq!(
+            lab.overlay_path(m),
+            "/var/lib/libvirt/images/classroom-k8s-master-1.qcow2"
+        );
     }
 
     #[test]
@@ -814,16 +968,30 @@ pub(crate) mod tests {
         // No k8s_*_nodes lists: roles come from the groups.
         assert_eq!(lab.nodes[0].role, Role::ControlPlane);
         assert_eq!((lab.nodes[0].vcpu, lab.nodes[0].memory_mib), (4, 3072));
-        assert_eq!((lab.nodes[1].vcpu, lab.nodes[1].memory_mib, lab.nodes[1].disk_gib), (2, 2048, 20));
+        assert_eq!(
+            (
+                lab.nodes[1].vcpu,
+                lab.nodes[1].memory_mib,
+                lab.nodes[1].disk_gib
+            ),
+            (2, 2048, 20)
+        );
         assert_eq!(lab.nodes[1].hostname, "worker-one");
         assert_eq!(lab.virt_type, VirtType::Qemu);
-        assert_eq!(lab.ssh_public_key, SshKeySource::Literal("ssh-ed25519 AAAAC3 me@x".into()));
+        assert_eq!(
+            lab.ssh_public_key,
+            SshKeySource::Literal("ssh-ed25519 AAAAC3 me@x".into())
+        );
         assert_eq!(lab.name, "classroom");
     }
 
     #[test]
     fn lab_unknown_node_names_list_and_closest_host() {
-        let err = load(HOSTS, &ALL.replace("[k8s-node-1, k8s-node-2]", "[k8s-node-1, k8s-nod-2]")).unwrap_err();
+        let err = load(
+            HOSTS,
+            &ALL.replace("[k8s-node-1, k8s-node-2]", "[k8s-node-1, k8s-nod-2]"),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("k8s-nod-2 is listed in k8s_nodes"), "{msg}");
         assert!(msg.contains("did you mean k8s-node-2?"), "{msg}");
@@ -831,24 +999,50 @@ pub(crate) mod tests {
 
     #[test]
     fn lab_duplicate_node_and_hostname_rejected() {
-        let err = load(HOSTS, &ALL.replace("k8s_utility_nodes: []", "k8s_utility_nodes: [k8s-node-1]")).unwrap_err();
+        let err = load(
+            HOSTS,
+            &ALL.replace("k8s_utility_nodes: []", "k8s_utility_nodes: [k8s-node-1]"),
+        )
+        .unwrap_err();
         assert!(
-            err.to_string().contains("k8s-node-1 is listed twice (in k8s_nodes and in k8s_utility_nodes)"),
+            err.to_string()
+                .contains("k8s-node-1 is listed twice (in k8s_nodes and in k8s_utility_nodes)"),
             "{err}"
         );
-        let err = load(&HOSTS.replace("k8s-node-2 nodename=k8s-node-2", "k8s-node-2 nodename=k8s-node-1"), ALL)
-            .unwrap_err();
+        let err = load(
+            &HOSTS.replace(
+                "k8s-node-2 nodename=k8s-node-2",
+                "k8s-node-2 nodename=k8s-node-1",
+            ),
+            ALL,
+        )
+        .unwrap_err();
         assert!(matches!(err, LabError::DuplicateHostname { .. }), "{err}");
     }
 
     #[test]
     fn lab_small_control_plane_rejected() {
         let err = load(HOSTS, &ALL.replace("vmem: 4096", "vmem: 1024")).unwrap_err();
-        assert!(err.to_string().contains("a control plane needs at least 2 vCPUs and 2 GiB"), "{err}");
-        let err = load(&HOSTS.replace("k8s-master-1 nodename", "k8s-master-1 vcpu=1 nodename"), ALL).unwrap_err();
-        assert!(matches!(err, LabError::ControlPlaneTooSmall { vcpu: 1, .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("a control plane needs at least 2 vCPUs and 2 GiB"),
+            "{err}"
+        );
+        let err = load(
+            &HOSTS.replace("k8s-master-1 nodename", "k8s-master-1 vcpu=1 nodename"),
+            ALL,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, LabError::ControlPlaneTooSmall { vcpu: 1, .. }),
+            "{err}"
+        );
         // A small worker is fine.
-        let lab = load(&HOSTS.replace("k8s-node-1 nodename", "k8s-node-1 vmem=1024 nodename"), ALL).unwrap();
+        let lab = load(
+            &HOSTS.replace("k8s-node-1 nodename", "k8s-node-1 vmem=1024 nodename"),
+            ALL,
+        )
+        .unwrap();
         assert_eq!(lab.nodes[1].memory_mib, 1024);
     }
 
@@ -861,27 +1055,63 @@ pub(crate) mod tests {
         assert_eq!(parse_size_mib("20X"), None);
         assert_eq!(parse_size_mib("G"), None);
         assert_eq!(parse_size_mib("0G"), None);
-        for (size, ok) in [("20GiB", Some(20)), ("20480M", Some(20)), ("twenty", None), ("1500M", None)] {
-            let r = load(HOSTS, &ALL.replace("virt_disk_size: 20G", &format!("virt_disk_size: {size}")));
+        for (size, ok) in [
+            ("20GiB", Some(20)),
+            ("20480M", Some(20)),
+            ("twenty", None),
+            ("1500M", None),
+        ] {
+            let r = load(
+                HOSTS,
+                &ALL.replace("virt_disk_size: 20G", &format!("virt_disk_size: {size}")),
+            );
             match ok {
                 Some(gib) => assert_eq!(r.unwrap().nodes[0].disk_gib, gib),
                 None => {
                     let msg = r.unwrap_err().to_string();
-                    assert!(msg.contains(&format!("virt_disk_size={size} is not valid")), "{msg}");
+                    assert!(
+                        msg.contains(&format!("virt_disk_size={size} is not valid")),
+                        "{msg}"
+                    );
                 }
             }
         }
         let err = load(HOSTS, &ALL.replace("virt_type: kvm", "virt_type: xen")).unwrap_err();
-        assert!(err.to_string().contains("virt_type=xen is not supported: use kvm or qemu"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("virt_type=xen is not supported: use kvm or qemu"),
+            "{err}"
+        );
     }
 
     #[test]
     fn lab_missing_base_image_and_bad_names() {
-        let err = load(HOSTS, &ALL.replace("base_image: /var/lib/duststack/images/debian-12.qcow2\n", "")).unwrap_err();
-        assert!(err.to_string().starts_with("base_image is not set"), "{err}");
-        let err = load(HOSTS, &ALL.replace("lab_name: classroom", "lab_name: ../etc")).unwrap_err();
-        assert!(err.to_string().contains("lab_name=../etc is not valid"), "{err}");
-        let err = load("[k8s_master]\nlocalhost\n", "base_image: /b.qcow2\nssh_key: /k.pub\n").map(|l| l.nodes.len());
+        let err = load(
+            HOSTS,
+            &ALL.replace(
+                "base_image: /var/lib/duststack/images/debian-12.qcow2\n",
+                "",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("base_image is not set"),
+            "{err}"
+        );
+        let err = load(
+            HOSTS,
+            &ALL.replace("lab_name: classroom", "lab_name: ../etc"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("lab_name=../etc is not valid"),
+            "{err}"
+        );
+        let err = load(
+            "[k8s_master]\nlocalhost\n",
+            "base_image: /b.qcow2\nssh_key: /k.pub\n",
+        )
+        .map(|l| l.nodes.len());
         assert_eq!(err.unwrap(), 1);
         let err = load("[other]\nh1\n", "base_image: /b.qcow2\nssh_key: /k.pub\n").unwrap_err();
         assert!(matches!(err, LabError::NoNodes));

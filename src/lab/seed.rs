@@ -56,7 +56,11 @@ pub fn known_hosts_line(names: &[String], public_line: &str) -> Result<String, S
     let key = PublicKey::from_openssh(public_line.trim())?;
     let mut bare = key.clone();
     bare.set_comment("");
-    Ok(format!("{} {}", names.join(","), bare.to_openssh()?.trim_end()))
+    Ok(format!(
+        "{} {}",
+        names.join(","),
+        bare.to_openssh()?.trim_end()
+    ))
 }
 
 /// The three files of a NoCloud seed (to be put on an ISO 9660 volume labelled `cidata`).
@@ -94,7 +98,12 @@ fn q(s: &str) -> String {
 pub fn meta_data(lab: &Lab, node: &Node) -> String {
     format!(
         "instance-id: {}\nlocal-hostname: {}\n",
-        q(&format!("{}-{}-{}", lab.name, node.name, &node.machine_id[..8])),
+        q(&format!(
+            "{}-{}-{}",
+            lab.name,
+            node.name,
+            &node.machine_id[..8]
+        )),
         q(&node.hostname)
     )
 }
@@ -133,24 +142,31 @@ pub fn user_data(
             what: format!("authorized key {}", i + 1),
             why: e.to_string(),
         })?;
-        keys.push(format!("  - {}\n", q(k)));
+        keys.push(q(k));
     }
-    let keys = keys.concat();
+    // A YAML list at `indent` (flow `[]` when empty).
+    let list = |indent: &str| {
+        if keys.is_empty() {
+            " []\n".to_string()
+        } else {
+            keys.iter().map(|k| format!("\n{indent}- {k}")).collect::<String>() + "\n"
+        }
+    };
     let mut out = String::from("#cloud-config\n");
     out.push_str(&format!("hostname: {}\n", q(&node.hostname)));
     out.push_str("preserve_hostname: false\n");
     out.push_str("disable_root: false\n");
     out.push_str("ssh_pwauth: false\n");
-    out.push_str("ssh_authorized_keys:\n");
-    out.push_str(&keys);
+    out.push_str("ssh_authorized_keys:");
+    out.push_str(&list("  "));
     out.push_str("users:\n");
     out.push_str("  - name: duststack\n");
     out.push_str("    gecos: duststack automation\n");
     out.push_str("    shell: /bin/bash\n");
     out.push_str("    lock_passwd: true\n");
     out.push_str("    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n");
-    out.push_str("    ssh_authorized_keys:\n");
-    out.push_str(&keys.replace("  - ", "      - "));
+    out.push_str("    ssh_authorized_keys:");
+    out.push_str(&list("      "));
     out.push_str("ssh_deletekeys: false\n");
     if !host_keys.is_empty() {
         out.push_str("ssh_keys:\n");
@@ -204,7 +220,9 @@ mod tests {
     #[test]
     fn lab_host_key_roundtrip() {
         let hk = generate_host_key("root@k8s-master-1").unwrap();
-        assert!(hk.private_openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        assert!(hk
+            .private_openssh
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
         assert!(hk.public_line.starts_with("ssh-ed25519 "));
         assert!(hk.public_line.ends_with(" root@k8s-master-1"));
         let private = PrivateKey::from_openssh(&hk.private_openssh).unwrap();
@@ -213,13 +231,21 @@ mod tests {
         assert_eq!(private.algorithm(), Algorithm::Ed25519);
         // Two keys differ.
         let other = generate_host_key("x").unwrap();
-        assert_ne!(other.public_line.split(' ').nth(1), hk.public_line.split(' ').nth(1));
+        assert_ne!(
+            other.public_line.split(' ').nth(1),
+            hk.public_line.split(' ').nth(1)
+        );
 
-        let line =
-            known_hosts_line(&["k8s-master-1".into(), "192.168.90.10".into()], &hk.public_line)
-                .unwrap();
+        let line = known_hosts_line(
+            &["k8s-master-1".into(), "192.168.90.10".into()],
+            &hk.public_line,
+        )
+        .unwrap();
         let b64 = hk.public_line.split(' ').nth(1).unwrap();
-        assert_eq!(line, format!("k8s-master-1,192.168.90.10 ssh-ed25519 {b64}"));
+        assert_eq!(
+            line,
+            format!("k8s-master-1,192.168.90.10 ssh-ed25519 {b64}")
+        );
     }
 
     #[test]
@@ -228,8 +254,13 @@ mod tests {
         let node = &lab.nodes[0];
         let user_key = generate_host_key("me@laptop").unwrap().public_line;
         let hk = generate_host_key("root@k8s-master-1").unwrap();
-        let seed = render(&lab, node, std::slice::from_ref(&user_key), std::slice::from_ref(&hk))
-            .unwrap();
+        let seed = render(
+            &lab,
+            node,
+            std::slice::from_ref(&user_key),
+            std::slice::from_ref(&hk),
+        )
+        .unwrap();
 
         let meta = parse(&seed.meta_data);
         assert_eq!(meta["local-hostname"], "k8s-master-1");
@@ -260,9 +291,15 @@ mod tests {
         let net = parse(&seed.network_config);
         assert_eq!(net["version"], 2);
         let e = &net["ethernets"];
-        assert_eq!(e["nic1"]["match"]["macaddress"], node.nat_nic().mac.as_str());
+        assert_eq!(
+            e["nic1"]["match"]["macaddress"],
+            node.nat_nic().mac.as_str()
+        );
         assert_eq!(e["nic1"]["dhcp4"], true);
-        assert_eq!(e["nic2"]["match"]["macaddress"], node.internal_nic().mac.as_str());
+        assert_eq!(
+            e["nic2"]["match"]["macaddress"],
+            node.internal_nic().mac.as_str()
+        );
         assert_eq!(e["nic2"]["dhcp4"], false);
         assert_eq!(e["nic2"]["addresses"][0], "192.168.90.10/24");
     }
@@ -275,6 +312,13 @@ mod tests {
         let err = user_data(node, &["ssh-ed25519 AAAA\nruncmd: [x]".into()], &[]).unwrap_err();
         assert!(err.to_string().contains("authorized key 1"), "{err}");
         let err = user_data(node, &["not a key".into()], &[]).unwrap_err();
+        assert!(matches!(err, SeedError::BadKey { .. }), "{err}");
+        // No keys at all: empty lists, still valid YAML.
+        let ud = parse(&user_data(node, &[], &[]).unwrap());
+        assert_eq!(ud["ssh_authorized_keys"], serde_json::json!([]));
+        assert_eq!(ud["users"][0]["ssh_authorized_keys"], serde_json::json!([]));
+        assert!(ud.get("ssh_keys").is_none());
+        let err = user_data(node, &["ecdsa-sha2-nistp256 !!".into()], &[]).unwrap_err();
         assert!(matches!(err, SeedError::BadKey { .. }), "{err}");
         let mismatched = HostKey {
             private_openssh: hk.private_openssh.clone(),
