@@ -441,10 +441,8 @@ impl Lab {
                     ))
                 }
             };
-            let memory_mib = match size_var(&vars, node_name, &["vmem", "memory", "memory_mib"])? {
-                None => 4096,
-                Some(mib) => mib,
-            };
+            let memory_mib =
+                size_var(&vars, node_name, &["vmem", "memory", "memory_mib"])?.unwrap_or(4096);
             let disk_mib =
                 size_var(&vars, node_name, &["virt_disk_size", "disk_size"])?.unwrap_or(20 * 1024);
             if disk_mib % 1024 != 0 || disk_mib == 0 {

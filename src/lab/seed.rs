@@ -149,7 +149,10 @@ pub fn user_data(
         if keys.is_empty() {
             " []\n".to_string()
         } else {
-            keys.iter().map(|k| format!("\n{indent}- {k}")).collect::<String>() + "\n"
+            keys.iter()
+                .map(|k| format!("\n{indent}- {k}"))
+                .collect::<String>()
+                + "\n"
         }
     };
     let mut out = String::from("#cloud-config\n");
