@@ -160,11 +160,26 @@ pub fn domain_xml(lab: &Lab, node: &Node) -> String {
 }
 
 /// Network XML for one lab network: NAT (forward mode nat) or isolated (no forward),
-/// a DHCP range, and one reservation per node so every address is known in advance.
-pub fn network_xml(net: &Network) -> String {
+/// a DHCP range, one reservation per node so every address is known in advance, and
+/// duststack `<metadata>` naming the lab (so `lab down` removes only networks it defined).
+pub fn network_xml(lab: &Lab, net: &Network) -> String {
     let mut x = Xml::new();
     x.open("network", &[]);
     x.text("name", &[], &net.name);
+    x.open("metadata", &[]);
+    let kind = match net.kind {
+        NetworkKind::Nat => "nat",
+        NetworkKind::Isolated => "isolated",
+    };
+    x.empty(
+        "duststack:lab",
+        &[
+            ("xmlns:duststack", METADATA_NS),
+            ("name", &lab.name),
+            ("kind", kind),
+        ],
+    );
+    x.close();
     if net.kind == NetworkKind::Nat {
         x.empty("forward", &[("mode", "nat")]);
     }
@@ -335,10 +350,13 @@ mod tests {
     fn lab_network_xml_has_reservations() {
         let lab = sample_lab();
         for net in &lab.networks {
-            let xml = network_xml(net);
+            let xml = network_xml(&lab, net);
             let doc = roxmltree::Document::parse(&xml).unwrap();
             let n = doc.root_element();
             assert_eq!(text(n, &["name"]), net.name);
+            let meta = child(child(n, "metadata"), "lab");
+            assert_eq!(meta.tag_name().namespace(), Some(METADATA_NS));
+            assert_eq!(meta.attribute("name"), Some("classroom"));
             let forward = n.children().find(|c| c.has_tag_name("forward"));
             match net.kind {
                 NetworkKind::Nat => assert_eq!(forward.unwrap().attribute("mode"), Some("nat")),
@@ -391,5 +409,40 @@ mod tests {
             child(child(v, "backingStore"), "format").attribute("type"),
             Some("qcow2")
         );
+    }
+
+    /// Checks the XML against libvirt's own RelaxNG schemas when `virt-xml-validate`
+    /// (libvirt-clients + libxml2-utils) is installed; prints why it did nothing otherwise.
+    #[test]
+    fn lab_xml_validates_against_libvirt_schemas() {
+        let probe = std::process::Command::new("virt-xml-validate")
+            .arg("--help")
+            .output();
+        if probe.is_err() {
+            eprintln!("virt-xml-validate not installed: schema check skipped");
+            return;
+        }
+        let lab = sample_lab();
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = vec![("domain", domain_xml(&lab, &lab.nodes[0]))];
+        files.push(("storagevol", volume_xml(&lab, &lab.nodes[0])));
+        for net in &lab.networks {
+            files.push(("network", network_xml(&lab, net)));
+        }
+        for (i, (schema, xml)) in files.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.xml"));
+            std::fs::write(&path, xml).unwrap();
+            let out = std::process::Command::new("virt-xml-validate")
+                .arg(&path)
+                .arg(schema)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{schema} does not validate: {}{}\n{xml}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
