@@ -10,6 +10,9 @@ command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
+# The lab tests validate generated libvirt XML against libvirt's own schemas.
+command -v virt-xml-validate >/dev/null 2>&1 || need_apt+=(libvirt-clients)
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 # The PKI tests start a real etcd with the generated certificates.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)

@@ -11,6 +11,7 @@ pub mod data;
 pub mod exec;
 pub mod facts;
 pub mod inventory;
+pub mod lab;
 pub mod modules;
 pub mod output;
 pub mod pki;
