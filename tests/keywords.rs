@@ -133,3 +133,11 @@ fn task_timeout_fails_the_task() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("exceeded its timeout"));
     assert_eq!(recap(&out)["h1"][3], 1);
 }
+
+#[test]
+fn a_failed_host_sits_out_later_plays() {
+    let out = same_as_ansible("two_plays.yml", &[]);
+    let r = recap(&out);
+    assert_eq!(r["h2"][0..4], [0, 0, 0, 1]);
+    assert_eq!(r["h1"][0..5], [1, 1, 0, 0, 1]);
+}

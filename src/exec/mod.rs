@@ -160,8 +160,9 @@ pub async fn run_playbook(
                 order.push(h.clone());
             }
         }
+        // A host that failed or was unreachable sits out the rest of the playbook, as in Ansible;
+        // `meta: end_host`/`end_play` only end the current play.
         for s in states.iter_mut() {
-            s.failed = false;
             s.ended = false;
         }
         let mut pctx = play_context(&engine, play, &hosts, &playbook_dir)?;
