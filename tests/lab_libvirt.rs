@@ -44,7 +44,11 @@ fn lab_libvirt_up_creates_networks_volumes_and_running_domains() {
     let lab = classroom();
     let lv = Libvirt::connect(TEST_URI).unwrap();
     let before_nets = lv.network_names().unwrap();
-    assert_eq!(before_nets, ["default"], "test driver starts with its own default network");
+    assert_eq!(
+        before_nets,
+        ["default"],
+        "test driver starts with its own default network"
+    );
 
     let report = lv.up(&lab, Some(POOL)).unwrap();
     assert!(
@@ -63,10 +67,7 @@ fn lab_libvirt_up_creates_networks_volumes_and_running_domains() {
     );
     assert!(report.drift.is_empty());
 
-    assert_eq!(
-        sorted(lv.network_names().unwrap()),
-        ["default", "internal"]
-    );
+    assert_eq!(sorted(lv.network_names().unwrap()), ["default", "internal"]);
     let mut want_domains: Vec<String> = NODE_DOMAINS.iter().map(|s| s.to_string()).collect();
     want_domains.push("test".into());
     assert_eq!(sorted(lv.domain_names().unwrap()), sorted(want_domains));
@@ -119,7 +120,10 @@ fn lab_libvirt_changed_vcpu_is_drift() {
     match lv.ensure_domain(&lab, &lab.nodes[1]).unwrap() {
         DomainOutcome::Drift(diff) => {
             assert_eq!(diff.len(), 2, "{diff:?}");
-            assert!(diff[0].contains("vcpu: domain has 2, model wants 4"), "{diff:?}");
+            assert!(
+                diff[0].contains("vcpu: domain has 2, model wants 4"),
+                "{diff:?}"
+            );
             assert!(diff[1].contains("memory: domain has 4096 MiB, model wants 8192 MiB"));
         }
         other => panic!("expected drift, got {other:?}"),
@@ -185,7 +189,8 @@ fn lab_libvirt_foreign_domain_is_a_clash_and_stays_untouched() {
 fn lab_libvirt_destroy_removes_exactly_what_was_created() {
     let lab = classroom();
     let lv = Libvirt::connect(TEST_URI).unwrap();
-    lv.define_domain_xml(&foreign_xml("someone-elses-vm")).unwrap();
+    lv.define_domain_xml(&foreign_xml("someone-elses-vm"))
+        .unwrap();
     let vols_before = lv.volume_names(POOL).unwrap();
     lv.up(&lab, Some(POOL)).unwrap();
 
@@ -202,10 +207,7 @@ fn lab_libvirt_destroy_removes_exactly_what_was_created() {
         ["someone-elses-vm", "test"]
     );
     assert_eq!(lv.network_names().unwrap(), ["default"]);
-    assert_eq!(
-        sorted(lv.volume_names(POOL).unwrap()),
-        sorted(vols_before)
-    );
+    assert_eq!(sorted(lv.volume_names(POOL).unwrap()), sorted(vols_before));
     // A second down has nothing left to do.
     let again = lv.destroy_lab(&lab, Some(POOL)).unwrap();
     assert!(again.domains_removed.is_empty() && again.networks_removed.is_empty());
@@ -225,10 +227,7 @@ fn lab_libvirt_failed_last_step_rolls_everything_back() {
     assert!(msg.contains("rolled back the 8 change(s)"), "{msg}");
     assert_eq!(lv.domain_names().unwrap(), ["test"]);
     assert_eq!(lv.network_names().unwrap(), ["default"]);
-    assert_eq!(
-        sorted(lv.volume_names(POOL).unwrap()),
-        sorted(vols_before)
-    );
+    assert_eq!(sorted(lv.volume_names(POOL).unwrap()), sorted(vols_before));
 }
 
 #[test]

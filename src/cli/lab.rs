@@ -21,7 +21,12 @@ pub struct LabArgs {
 #[derive(Debug, clap::Args)]
 pub struct Target {
     /// Inventory describing the lab (file or directory; repeatable).
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY", required = true)]
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        value_name = "INVENTORY",
+        required = true
+    )]
     pub inventory: Vec<PathBuf>,
     /// libvirt URI [default: `lab_uri` from the inventory, else qemu:///system].
     #[arg(long, value_name = "URI")]

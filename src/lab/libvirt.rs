@@ -192,7 +192,8 @@ pub struct Mark {
 
 /// Reads the duststack `<metadata>` mark from libvirt XML (domain or network), if any.
 pub fn read_mark(xml: &str) -> anyhow::Result<Option<Mark>> {
-    let doc = roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
     let Some(meta) = doc
         .root_element()
         .children()
@@ -219,10 +220,14 @@ struct Shape {
     nics: Vec<(String, String)>,
 }
 
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(name))
+}
+
 fn domain_shape(xml: &str) -> anyhow::Result<Shape> {
-    let doc = roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
     let root = doc.root_element();
-    let child = |n: roxmltree::Node<'_, '_>, name: &str| n.children().find(|c| c.has_tag_name(name));
     let vcpu = child(root, "vcpu")
         .and_then(|v| v.text())
         .and_then(|t| t.trim().parse().ok())
@@ -262,7 +267,10 @@ fn domain_shape(xml: &str) -> anyhow::Result<Shape> {
 fn drift(node: &Node, have: &Shape) -> Vec<String> {
     let mut out = Vec::new();
     if have.vcpu != node.vcpu {
-        out.push(format!("vcpu: domain has {}, model wants {}", have.vcpu, node.vcpu));
+        out.push(format!(
+            "vcpu: domain has {}, model wants {}",
+            have.vcpu, node.vcpu
+        ));
     }
     if have.memory_mib != node.memory_mib {
         out.push(format!(
@@ -327,7 +335,11 @@ impl Libvirt {
         match Domain::lookup_by_name(&self.conn, name) {
             Ok(d) => Ok(Some(d)),
             Err(e) if is_code(&e, virt::error::ErrorNumber::NoDomain) => Ok(None),
-            Err(e) => Err(anyhow!("{}: looking up domain {name}: {}", self.uri, e.message())),
+            Err(e) => Err(anyhow!(
+                "{}: looking up domain {name}: {}",
+                self.uri,
+                e.message()
+            )),
         }
     }
 
@@ -336,7 +348,11 @@ impl Libvirt {
         match VirNetwork::lookup_by_name(&self.conn, name) {
             Ok(n) => Ok(Some(n)),
             Err(e) if is_code(&e, virt::error::ErrorNumber::NoNetwork) => Ok(None),
-            Err(e) => Err(anyhow!("{}: looking up network {name}: {}", self.uri, e.message())),
+            Err(e) => Err(anyhow!(
+                "{}: looking up network {name}: {}",
+                self.uri,
+                e.message()
+            )),
         }
     }
 
@@ -360,9 +376,14 @@ impl Libvirt {
     /// defined but inactive; otherwise reuses it (its metadata tells whether duststack made it).
     pub fn ensure_network(&self, lab: &Lab, net: &Network) -> anyhow::Result<NetworkOutcome> {
         if let Some(existing) = self.find_network(&net.name)? {
-            let xml = existing
-                .get_xml_desc(0)
-                .map_err(|e| anyhow!("{}: reading network {}: {}", self.uri, net.name, e.message()))?;
+            let xml = existing.get_xml_desc(0).map_err(|e| {
+                anyhow!(
+                    "{}: reading network {}: {}",
+                    self.uri,
+                    net.name,
+                    e.message()
+                )
+            })?;
             let ours = read_mark(&xml)?.is_some_and(|m| m.lab == lab.name);
             let active = existing
                 .is_active()
@@ -371,7 +392,12 @@ impl Libvirt {
                 Change::Unchanged
             } else {
                 existing.create().map_err(|e| {
-                    anyhow!("{}: starting network {}: {}", self.uri, net.name, e.message())
+                    anyhow!(
+                        "{}: starting network {}: {}",
+                        self.uri,
+                        net.name,
+                        e.message()
+                    )
                 })?;
                 Change::Started
             };
@@ -381,11 +407,22 @@ impl Libvirt {
             });
         }
         let xml = network_xml(lab, net);
-        let created = VirNetwork::define_xml(&self.conn, &xml)
-            .map_err(|e| anyhow!("{}: defining network {}: {}", self.uri, net.name, e.message()))?;
+        let created = VirNetwork::define_xml(&self.conn, &xml).map_err(|e| {
+            anyhow!(
+                "{}: defining network {}: {}",
+                self.uri,
+                net.name,
+                e.message()
+            )
+        })?;
         if let Err(e) = created.create() {
             let _ = created.undefine();
-            bail!("{}: starting network {}: {}", self.uri, net.name, e.message());
+            bail!(
+                "{}: starting network {}: {}",
+                self.uri,
+                net.name,
+                e.message()
+            );
         }
         Ok(NetworkOutcome {
             change: Change::Created,
@@ -404,7 +441,9 @@ impl Libvirt {
         let p = self.pool(pool)?;
         let name = volume_name(lab, node);
         if let Ok(vol) = StorageVol::lookup_by_name(&p, &name) {
-            let path = vol.get_path().map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+            let path = vol
+                .get_path()
+                .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
             return Ok((Change::Unchanged, path));
         }
         let vol = StorageVol::create_xml(&p, &volume_xml(lab, node), 0).map_err(|e| {
@@ -414,7 +453,9 @@ impl Libvirt {
                 e.message()
             )
         })?;
-        let path = vol.get_path().map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+        let path = vol
+            .get_path()
+            .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
         Ok((Change::Created, path))
     }
 
@@ -594,7 +635,8 @@ impl Libvirt {
     }
 
     fn undo(&self, undo: &Undo) -> anyhow::Result<()> {
-        let err = |what: &str, e: virt::error::Error| anyhow!("{}: {what}: {}", self.uri, e.message());
+        let err =
+            |what: &str, e: virt::error::Error| anyhow!("{}: {what}: {}", self.uri, e.message());
         match undo {
             Undo::StopDomain(name) => {
                 if let Some(d) = self.find_domain(name)? {
@@ -709,8 +751,9 @@ impl Libvirt {
                 .get_xml_desc(0)
                 .map_err(|e| anyhow!("{}: network {name}: {}", self.uri, e.message()))?;
             if read_mark(&xml)?.is_some_and(|m| m.lab == lab.name) {
-                remove_network(&net)
-                    .map_err(|e| anyhow!("{}: removing network {name}: {}", self.uri, e.message()))?;
+                remove_network(&net).map_err(|e| {
+                    anyhow!("{}: removing network {name}: {}", self.uri, e.message())
+                })?;
                 report.networks_removed.push(name);
             } else if lab.network(&name).is_some() {
                 report
@@ -746,7 +789,11 @@ impl Libvirt {
             .map_err(|e| anyhow!("{}: listing networks: {}", self.uri, e.message()))?
         {
             let xml = net.get_xml_desc(0).unwrap_or_default();
-            if read_mark(&xml).ok().flatten().is_some_and(|m| m.lab == lab.name) {
+            if read_mark(&xml)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.lab == lab.name)
+            {
                 left.push(format!("network {}", net.get_name().unwrap_or_default()));
             }
         }
@@ -841,7 +888,8 @@ fn remove_network(net: &VirNetwork) -> Result<(), virt::error::Error> {
 
 /// The `<backingStore><path>` of a volume's XML.
 fn backing_path(xml: &str) -> anyhow::Result<Option<String>> {
-    let doc = roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
     Ok(doc
         .root_element()
         .children()
