@@ -312,6 +312,9 @@ fn state_of(state: sys::virDomainState) -> NodeState {
 impl Libvirt {
     /// Opens a connection to `uri` (e.g. `qemu:///system`, `test:///default`).
     pub fn connect(uri: &str) -> anyhow::Result<Libvirt> {
+        // libvirt's default handler prints every error (even an expected "not found" lookup)
+        // to stderr; every error reaches the caller through `Result` instead.
+        virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(|e| {
             anyhow!(
                 "cannot connect to libvirt at {uri}: {}; is libvirtd running? ({uri}) \
