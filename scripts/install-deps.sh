@@ -13,6 +13,9 @@ command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
 # The lab tests validate generated libvirt XML against libvirt's own schemas.
 command -v virt-xml-validate >/dev/null 2>&1 || need_apt+=(libvirt-clients)
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+# The virt crate links libvirt.so (found through pkg-config); its tests use the built-in test:///default driver.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists libvirt 2>/dev/null || need_apt+=(libvirt-dev)
 # The PKI tests start a real etcd with the generated certificates.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)

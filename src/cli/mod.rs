@@ -1,6 +1,7 @@
 //! Command-line interface: flags (clap) → one function per subcommand → exit status.
 
 pub mod inventory;
+pub mod lab;
 pub mod pki;
 pub mod play;
 pub mod testbed;
@@ -29,6 +30,8 @@ pub enum Command {
     Testbed(testbed::TestbedArgs),
     /// The cluster PKI in kubeadm's layout: init, check, renew.
     Pki(pki::PkiArgs),
+    /// Lab VMs on libvirt from an inventory: up, status, down.
+    Lab(lab::LabArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -39,6 +42,7 @@ pub fn run() -> ExitCode {
         Command::Inventory(args) => inventory::run(args),
         Command::Testbed(args) => testbed::run(args),
         Command::Pki(args) => pki::run(args),
+        Command::Lab(args) => lab::run(args),
     };
     match result {
         Ok(code) => code,

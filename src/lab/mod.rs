@@ -17,11 +17,14 @@
 //!    NICs, logged serial console, `<metadata>` marking the lab so `lab down` removes exactly
 //!    what duststack created).
 //! 6. **start**, 7. **wait for SSH** on the reserved addresses, 8. **write**
-//!    `inventory/generated/<lab>.yml`: done by the I/O layer (later).
+//!    `inventory/generated/<lab>.yml`: done by the I/O layer.
+//!
+//! [`libvirt`] is that I/O layer for libvirt (steps 2, 3, 5 and 6, plus status and `down`).
 //!
 //! [`hyperv`] renders the same lab as PowerShell scripts (up, wait for addresses, down).
 
 pub mod hyperv;
+pub mod libvirt;
 pub mod libvirt_xml;
 pub mod model;
 pub mod seed;

@@ -1,0 +1,903 @@
+//! The libvirt provider of `duststack lab`: connects through libvirt's C API (the `virt` crate),
+//! creates networks, overlay volumes and domains from [`super::libvirt_xml`], reports their
+//! state and removes exactly what duststack created (recognised by its `<metadata>`).
+
+use anyhow::{anyhow, bail, Context};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::network::Network as VirNetwork;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+
+use super::libvirt_xml::{domain_xml, network_xml, volume_xml, METADATA_NS};
+use super::model::{Lab, Network, Node};
+
+/// The URI `duststack lab` connects to unless told otherwise.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// An open connection to one libvirt hypervisor.
+pub struct Libvirt {
+    conn: Connect,
+    uri: String,
+}
+
+impl Drop for Libvirt {
+    fn drop(&mut self) {
+        // Closing can only fail on an already broken connection; nothing to do about it here.
+        let _ = self.conn.close();
+    }
+}
+
+/// What an `ensure_*` call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// It did not exist and was created (and started, for networks).
+    Created,
+    /// It existed but was inactive and has been started.
+    Started,
+    /// It already existed as wanted.
+    Unchanged,
+}
+
+/// Result of [`Libvirt::ensure_network`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkOutcome {
+    /// What was done.
+    pub change: Change,
+    /// Whether the network carries duststack metadata for this lab (so `lab down` removes it).
+    pub created_by_duststack: bool,
+}
+
+/// Result of [`Libvirt::ensure_domain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainOutcome {
+    /// The domain was defined now.
+    Created,
+    /// A duststack domain of this lab exists and matches the model.
+    Unchanged,
+    /// A duststack domain of this lab exists but differs from the model (left as it is).
+    Drift(Vec<String>),
+}
+
+/// Run state of a lab node's domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// The domain is running.
+    Running,
+    /// The domain is defined but shut off.
+    ShutOff,
+    /// The domain is paused.
+    Paused,
+    /// Another libvirt state (blocked, shutting down, crashed, suspended).
+    Other(String),
+    /// No domain of that name exists.
+    Absent,
+}
+
+impl NodeState {
+    /// The state as `virsh list` spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NodeState::Running => "running",
+            NodeState::ShutOff => "shut off",
+            NodeState::Paused => "paused",
+            NodeState::Other(s) => s,
+            NodeState::Absent => "absent",
+        }
+    }
+}
+
+/// What [`Libvirt::status`] reports per lab node, read from the real domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Inventory name of the node.
+    pub name: String,
+    /// libvirt domain name (`<lab>-<node>`).
+    pub domain: String,
+    /// Run state.
+    pub state: NodeState,
+    /// vCPUs of the domain (None when absent).
+    pub vcpu: Option<u32>,
+    /// Memory of the domain in MiB (None when absent).
+    pub memory_mib: Option<u64>,
+    /// Whether the domain carries duststack metadata for this lab (false for absent or foreign ones).
+    pub owned: bool,
+}
+
+/// What [`Libvirt::destroy_lab`] removed and what it left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// Domains destroyed (if running) and undefined.
+    pub domains_removed: Vec<String>,
+    /// Networks destroyed and undefined (only those duststack created for this lab).
+    pub networks_removed: Vec<String>,
+    /// Overlay volumes deleted (`pool/name`).
+    pub volumes_removed: Vec<String>,
+    /// Things named like the lab's but left alone, with the reason.
+    pub kept: Vec<String>,
+}
+
+/// Result of [`Libvirt::up`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpReport {
+    /// One line per step: `network internal: created`, `domain classroom-k8s-node-1: unchanged`, ...
+    pub steps: Vec<String>,
+    /// Drift found on existing domains (node name, differences).
+    pub drift: Vec<(String, Vec<String>)>,
+}
+
+/// One undo action of a [`Rollback`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// Destroy (power off) a domain that `up` started.
+    StopDomain(String),
+    /// Undefine a domain that `up` defined.
+    UndefineDomain(String),
+    /// Destroy and undefine a network that `up` created.
+    RemoveNetwork(String),
+    /// Destroy a network that `up` started (it existed, inactive).
+    StopNetwork(String),
+    /// Delete a volume that `up` created.
+    DeleteVolume {
+        /// Storage pool.
+        pool: String,
+        /// Volume name.
+        name: String,
+    },
+}
+
+/// The undo actions of what an `up` created so far, run in reverse order when a later step fails.
+#[derive(Debug, Default)]
+pub struct Rollback {
+    undo: Vec<Undo>,
+}
+
+impl Rollback {
+    /// An empty rollback list.
+    pub fn new() -> Rollback {
+        Rollback::default()
+    }
+
+    /// Records how to undo a step that just succeeded.
+    pub fn push(&mut self, undo: Undo) {
+        self.undo.push(undo);
+    }
+
+    /// The recorded actions, oldest first.
+    pub fn actions(&self) -> &[Undo] {
+        &self.undo
+    }
+
+    /// Runs every undo action, newest first; returns the ones that failed (with the error).
+    pub fn run(mut self, lv: &Libvirt) -> Vec<String> {
+        let mut failures = Vec::new();
+        while let Some(undo) = self.undo.pop() {
+            if let Err(err) = lv.undo(&undo) {
+                failures.push(format!("{undo:?}: {err:#}"));
+            }
+        }
+        failures
+    }
+}
+
+/// The duststack mark found in a domain's or network's `<metadata>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Lab name.
+    pub lab: String,
+    /// Node name (domains only).
+    pub node: Option<String>,
+}
+
+/// Reads the duststack `<metadata>` mark from libvirt XML (domain or network), if any.
+pub fn read_mark(xml: &str) -> anyhow::Result<Option<Mark>> {
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let Some(meta) = doc
+        .root_element()
+        .children()
+        .find(|c| c.has_tag_name("metadata"))
+    else {
+        return Ok(None);
+    };
+    let mark = meta
+        .children()
+        .find(|c| c.has_tag_name((METADATA_NS, "lab")));
+    Ok(mark.and_then(|m| {
+        Some(Mark {
+            lab: m.attribute("name")?.to_string(),
+            node: m.attribute("node").map(str::to_string),
+        })
+    }))
+}
+
+/// vCPUs, memory (MiB) and NICs (`network`, `mac`) of a domain, read from its XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    vcpu: u32,
+    memory_mib: u64,
+    nics: Vec<(String, String)>,
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(name))
+}
+
+fn domain_shape(xml: &str) -> anyhow::Result<Shape> {
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let root = doc.root_element();
+    let vcpu = child(root, "vcpu")
+        .and_then(|v| v.text())
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| anyhow!("domain XML has no readable <vcpu>"))?;
+    let mem = child(root, "memory").ok_or_else(|| anyhow!("domain XML has no <memory>"))?;
+    let amount: u64 = mem
+        .text()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| anyhow!("domain XML has an unreadable <memory>"))?;
+    let memory_mib = match mem.attribute("unit").unwrap_or("KiB") {
+        "b" | "bytes" => amount / (1024 * 1024),
+        "k" | "KiB" => amount / 1024,
+        "M" | "MiB" => amount,
+        "G" | "GiB" => amount * 1024,
+        other => bail!("domain XML: memory unit {other} not understood"),
+    };
+    let mut nics = Vec::new();
+    if let Some(devices) = child(root, "devices") {
+        for nic in devices.children().filter(|c| c.has_tag_name("interface")) {
+            let net = child(nic, "source")
+                .and_then(|s| s.attribute("network"))
+                .unwrap_or("");
+            let mac = child(nic, "mac")
+                .and_then(|s| s.attribute("address"))
+                .unwrap_or("");
+            nics.push((net.to_string(), mac.to_ascii_lowercase()));
+        }
+    }
+    Ok(Shape {
+        vcpu,
+        memory_mib,
+        nics,
+    })
+}
+
+/// Differences between a node of the model and the shape of its existing domain.
+fn drift(node: &Node, have: &Shape) -> Vec<String> {
+    let mut out = Vec::new();
+    if have.vcpu != node.vcpu {
+        out.push(format!(
+            "vcpu: domain has {}, model wants {}",
+            have.vcpu, node.vcpu
+        ));
+    }
+    if have.memory_mib != node.memory_mib {
+        out.push(format!(
+            "memory: domain has {} MiB, model wants {} MiB",
+            have.memory_mib, node.memory_mib
+        ));
+    }
+    let want: Vec<(String, String)> = node
+        .nics
+        .iter()
+        .map(|n| (n.network.clone(), n.mac.to_ascii_lowercase()))
+        .collect();
+    if have.nics != want {
+        out.push(format!(
+            "nics: domain has {:?}, model wants {:?}",
+            have.nics, want
+        ));
+    }
+    out
+}
+
+fn is_code(err: &virt::error::Error, code: virt::error::ErrorNumber) -> bool {
+    err.code() == code
+}
+
+fn state_of(state: sys::virDomainState) -> NodeState {
+    match state {
+        sys::VIR_DOMAIN_RUNNING => NodeState::Running,
+        sys::VIR_DOMAIN_SHUTOFF => NodeState::ShutOff,
+        sys::VIR_DOMAIN_PAUSED => NodeState::Paused,
+        sys::VIR_DOMAIN_BLOCKED => NodeState::Other("idle".into()),
+        sys::VIR_DOMAIN_SHUTDOWN => NodeState::Other("in shutdown".into()),
+        sys::VIR_DOMAIN_CRASHED => NodeState::Other("crashed".into()),
+        sys::VIR_DOMAIN_PMSUSPENDED => NodeState::Other("pmsuspended".into()),
+        _ => NodeState::Other("no state".into()),
+    }
+}
+
+impl Libvirt {
+    /// Opens a connection to `uri` (e.g. `qemu:///system`, `test:///default`).
+    pub fn connect(uri: &str) -> anyhow::Result<Libvirt> {
+        // libvirt's default handler prints every error (even an expected "not found" lookup)
+        // to stderr; every error reaches the caller through `Result` instead.
+        virt::error::clear_error_callback();
+        let conn = Connect::open(Some(uri)).map_err(|e| {
+            anyhow!(
+                "cannot connect to libvirt at {uri}: {}; is libvirtd running? ({uri}) \
+                 and may this user use it (group libvirt)?",
+                e.message()
+            )
+        })?;
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_string(),
+        })
+    }
+
+    /// The URI this connection was opened with.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The domain called `name`, or None if there is none.
+    fn find_domain(&self, name: &str) -> anyhow::Result<Option<Domain>> {
+        match Domain::lookup_by_name(&self.conn, name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if is_code(&e, virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(anyhow!(
+                "{}: looking up domain {name}: {}",
+                self.uri,
+                e.message()
+            )),
+        }
+    }
+
+    /// The network called `name`, or None if there is none.
+    fn find_network(&self, name: &str) -> anyhow::Result<Option<VirNetwork>> {
+        match VirNetwork::lookup_by_name(&self.conn, name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_code(&e, virt::error::ErrorNumber::NoNetwork) => Ok(None),
+            Err(e) => Err(anyhow!(
+                "{}: looking up network {name}: {}",
+                self.uri,
+                e.message()
+            )),
+        }
+    }
+
+    fn pool(&self, pool: &str) -> anyhow::Result<StoragePool> {
+        StoragePool::lookup_by_name(&self.conn, pool).map_err(|e| {
+            anyhow!(
+                "{}: storage pool {pool} not found ({}); create it or pass another pool",
+                self.uri,
+                e.message()
+            )
+        })
+    }
+
+    /// The persistent (inactive) XML of a domain.
+    fn domain_xml_of(&self, dom: &Domain) -> anyhow::Result<String> {
+        dom.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(|e| anyhow!("{}: reading domain XML: {}", self.uri, e.message()))
+    }
+
+    /// Defines and starts the network from [`network_xml`] if it is absent; starts it if it is
+    /// defined but inactive; otherwise reuses it (its metadata tells whether duststack made it).
+    pub fn ensure_network(&self, lab: &Lab, net: &Network) -> anyhow::Result<NetworkOutcome> {
+        if let Some(existing) = self.find_network(&net.name)? {
+            let xml = existing.get_xml_desc(0).map_err(|e| {
+                anyhow!(
+                    "{}: reading network {}: {}",
+                    self.uri,
+                    net.name,
+                    e.message()
+                )
+            })?;
+            let ours = read_mark(&xml)?.is_some_and(|m| m.lab == lab.name);
+            let active = existing
+                .is_active()
+                .map_err(|e| anyhow!("{}: network {}: {}", self.uri, net.name, e.message()))?;
+            let change = if active {
+                Change::Unchanged
+            } else {
+                existing.create().map_err(|e| {
+                    anyhow!(
+                        "{}: starting network {}: {}",
+                        self.uri,
+                        net.name,
+                        e.message()
+                    )
+                })?;
+                Change::Started
+            };
+            return Ok(NetworkOutcome {
+                change,
+                created_by_duststack: ours,
+            });
+        }
+        let xml = network_xml(lab, net);
+        let created = VirNetwork::define_xml(&self.conn, &xml).map_err(|e| {
+            anyhow!(
+                "{}: defining network {}: {}",
+                self.uri,
+                net.name,
+                e.message()
+            )
+        })?;
+        if let Err(e) = created.create() {
+            let _ = created.undefine();
+            bail!(
+                "{}: starting network {}: {}",
+                self.uri,
+                net.name,
+                e.message()
+            );
+        }
+        Ok(NetworkOutcome {
+            change: Change::Created,
+            created_by_duststack: true,
+        })
+    }
+
+    /// Creates the node's system disk overlay ([`volume_xml`]) in storage pool `pool`, unless a
+    /// volume of that name exists (never overwritten). Returns what was done and the volume's path.
+    pub fn ensure_volume(
+        &self,
+        lab: &Lab,
+        node: &Node,
+        pool: &str,
+    ) -> anyhow::Result<(Change, String)> {
+        let p = self.pool(pool)?;
+        let name = volume_name(lab, node);
+        if let Ok(vol) = StorageVol::lookup_by_name(&p, &name) {
+            let path = vol
+                .get_path()
+                .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+            return Ok((Change::Unchanged, path));
+        }
+        let vol = StorageVol::create_xml(&p, &volume_xml(lab, node), 0).map_err(|e| {
+            anyhow!(
+                "{}: creating volume {name} in pool {pool}: {}",
+                self.uri,
+                e.message()
+            )
+        })?;
+        let path = vol
+            .get_path()
+            .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+        Ok((Change::Created, path))
+    }
+
+    /// Defines the node's domain from [`domain_xml`] if absent. An existing domain of that name
+    /// must carry duststack metadata for this lab (otherwise: a name clash error, and the domain
+    /// is left untouched); its vCPUs, memory and NICs are compared with the model.
+    pub fn ensure_domain(&self, lab: &Lab, node: &Node) -> anyhow::Result<DomainOutcome> {
+        let name = lab.domain_name(node);
+        if let Some(dom) = self.find_domain(&name)? {
+            let xml = self.domain_xml_of(&dom)?;
+            match read_mark(&xml)? {
+                Some(m) if m.lab == lab.name => {}
+                Some(m) => bail!(
+                    "domain {name} already exists and belongs to duststack lab {}, not {}: \
+                     name clash; rename one of the labs",
+                    m.lab,
+                    lab.name
+                ),
+                None => bail!(
+                    "domain {name} already exists on {}: name clash with a domain duststack did \
+                     not create (it has no duststack metadata); left untouched, rename or remove it yourself",
+                    self.uri
+                ),
+            }
+            let diff = drift(node, &domain_shape(&xml)?);
+            return Ok(if diff.is_empty() {
+                DomainOutcome::Unchanged
+            } else {
+                DomainOutcome::Drift(diff)
+            });
+        }
+        Domain::define_xml(&self.conn, &domain_xml(lab, node))
+            .map_err(|e| anyhow!("{}: defining domain {name}: {}", self.uri, e.message()))?;
+        Ok(DomainOutcome::Created)
+    }
+
+    /// Starts the node's domain unless it is running.
+    pub fn start(&self, lab: &Lab, node: &Node) -> anyhow::Result<Change> {
+        let name = lab.domain_name(node);
+        let dom = self
+            .find_domain(&name)?
+            .ok_or_else(|| anyhow!("{}: domain {name} does not exist", self.uri))?;
+        let active = dom
+            .is_active()
+            .map_err(|e| anyhow!("{}: domain {name}: {}", self.uri, e.message()))?;
+        if active {
+            return Ok(Change::Unchanged);
+        }
+        dom.create()
+            .map_err(|e| anyhow!("{}: starting domain {name}: {}", self.uri, e.message()))?;
+        Ok(Change::Started)
+    }
+
+    /// State, vCPUs and memory of every lab node's domain, read from libvirt.
+    pub fn status(&self, lab: &Lab) -> anyhow::Result<Vec<NodeStatus>> {
+        let mut out = Vec::new();
+        for node in &lab.nodes {
+            let domain = lab.domain_name(node);
+            let Some(dom) = self.find_domain(&domain)? else {
+                out.push(NodeStatus {
+                    name: node.name.clone(),
+                    domain,
+                    state: NodeState::Absent,
+                    vcpu: None,
+                    memory_mib: None,
+                    owned: false,
+                });
+                continue;
+            };
+            let info = dom
+                .get_info()
+                .map_err(|e| anyhow!("{}: domain {domain}: {}", self.uri, e.message()))?;
+            let owned = read_mark(&self.domain_xml_of(&dom)?)?.is_some_and(|m| m.lab == lab.name);
+            out.push(NodeStatus {
+                name: node.name.clone(),
+                domain,
+                state: state_of(info.state),
+                vcpu: Some(info.nr_virt_cpu),
+                memory_mib: Some(info.max_mem / 1024),
+                owned,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Brings the lab up: networks → volumes (when `pool` is given) → domains → start.
+    /// If a step fails, everything this call created is removed again (in reverse order)
+    /// and the error says so.
+    pub fn up(&self, lab: &Lab, pool: Option<&str>) -> anyhow::Result<UpReport> {
+        let mut rollback = Rollback::new();
+        let mut report = UpReport::default();
+        match self.up_steps(lab, pool, &mut rollback, &mut report) {
+            Ok(()) => Ok(report),
+            Err(err) => {
+                let undone = rollback.actions().len();
+                let failures = rollback.run(self);
+                if failures.is_empty() {
+                    Err(err.context(format!(
+                        "lab up failed; rolled back the {undone} change(s) it had made"
+                    )))
+                } else {
+                    Err(err.context(format!(
+                        "lab up failed; rollback left things behind: {}",
+                        failures.join("; ")
+                    )))
+                }
+            }
+        }
+    }
+
+    fn up_steps(
+        &self,
+        lab: &Lab,
+        pool: Option<&str>,
+        rollback: &mut Rollback,
+        report: &mut UpReport,
+    ) -> anyhow::Result<()> {
+        for net in &lab.networks {
+            let outcome = self.ensure_network(lab, net)?;
+            match outcome.change {
+                Change::Created => rollback.push(Undo::RemoveNetwork(net.name.clone())),
+                Change::Started => rollback.push(Undo::StopNetwork(net.name.clone())),
+                Change::Unchanged => {}
+            }
+            let owner = if outcome.created_by_duststack {
+                "duststack"
+            } else {
+                "not duststack's, reused"
+            };
+            report.steps.push(format!(
+                "network {}: {} ({owner})",
+                net.name,
+                change_word(&outcome.change)
+            ));
+        }
+        if let Some(pool) = pool {
+            for node in &lab.nodes {
+                let (change, path) = self.ensure_volume(lab, node, pool)?;
+                if change == Change::Created {
+                    rollback.push(Undo::DeleteVolume {
+                        pool: pool.to_string(),
+                        name: volume_name(lab, node),
+                    });
+                }
+                report
+                    .steps
+                    .push(format!("volume {path}: {}", change_word(&change)));
+            }
+        }
+        for node in &lab.nodes {
+            let name = lab.domain_name(node);
+            match self.ensure_domain(lab, node)? {
+                DomainOutcome::Created => {
+                    rollback.push(Undo::UndefineDomain(name.clone()));
+                    report.steps.push(format!("domain {name}: created"));
+                }
+                DomainOutcome::Unchanged => report.steps.push(format!("domain {name}: unchanged")),
+                DomainOutcome::Drift(diff) => {
+                    report
+                        .steps
+                        .push(format!("domain {name}: drift ({})", diff.join("; ")));
+                    report.drift.push((node.name.clone(), diff));
+                }
+            }
+        }
+        for node in &lab.nodes {
+            let name = lab.domain_name(node);
+            let change = self.start(lab, node)?;
+            if change == Change::Started {
+                rollback.push(Undo::StopDomain(name.clone()));
+            }
+            report
+                .steps
+                .push(format!("start {name}: {}", change_word(&change)));
+        }
+        Ok(())
+    }
+
+    fn undo(&self, undo: &Undo) -> anyhow::Result<()> {
+        let err =
+            |what: &str, e: virt::error::Error| anyhow!("{}: {what}: {}", self.uri, e.message());
+        match undo {
+            Undo::StopDomain(name) => {
+                if let Some(d) = self.find_domain(name)? {
+                    if d.is_active().map_err(|e| err(name, e))? {
+                        d.destroy().map_err(|e| err(name, e))?;
+                    }
+                }
+            }
+            Undo::UndefineDomain(name) => {
+                if let Some(d) = self.find_domain(name)? {
+                    if d.is_active().map_err(|e| err(name, e))? {
+                        d.destroy().map_err(|e| err(name, e))?;
+                    }
+                    d.undefine().map_err(|e| err(name, e))?;
+                }
+            }
+            Undo::RemoveNetwork(name) => {
+                if let Some(n) = self.find_network(name)? {
+                    remove_network(&n).map_err(|e| err(name, e))?;
+                }
+            }
+            Undo::StopNetwork(name) => {
+                if let Some(n) = self.find_network(name)? {
+                    if n.is_active().map_err(|e| err(name, e))? {
+                        n.destroy().map_err(|e| err(name, e))?;
+                    }
+                }
+            }
+            Undo::DeleteVolume { pool, name } => {
+                let p = self.pool(pool)?;
+                if let Ok(v) = StorageVol::lookup_by_name(&p, name) {
+                    v.delete(0).map_err(|e| err(name, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys and undefines every domain whose duststack metadata names this lab, deletes
+    /// their overlay volumes in `pool` (when given, and only volumes backed by the lab's base
+    /// image), removes the networks whose metadata says duststack created them for this lab,
+    /// then lists again and fails if anything it created is still there.
+    pub fn destroy_lab(&self, lab: &Lab, pool: Option<&str>) -> anyhow::Result<DestroyReport> {
+        let mut report = DestroyReport::default();
+        let domains = self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| anyhow!("{}: listing domains: {}", self.uri, e.message()))?;
+        let mut removed_nodes = Vec::new();
+        for dom in domains {
+            let name = dom
+                .get_name()
+                .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+            let mark = read_mark(&self.domain_xml_of(&dom)?)?;
+            match mark {
+                Some(m) if m.lab == lab.name => {
+                    if dom.is_active().unwrap_or(false) {
+                        dom.destroy().map_err(|e| {
+                            anyhow!("{}: destroying domain {name}: {}", self.uri, e.message())
+                        })?;
+                    }
+                    dom.undefine().map_err(|e| {
+                        anyhow!("{}: undefining domain {name}: {}", self.uri, e.message())
+                    })?;
+                    report.domains_removed.push(name);
+                    if let Some(node) = m.node {
+                        removed_nodes.push(node);
+                    }
+                }
+                _ => {
+                    if lab.nodes.iter().any(|n| lab.domain_name(n) == name) {
+                        report.kept.push(format!(
+                            "domain {name}: not created by duststack for lab {}",
+                            lab.name
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(pool) = pool {
+            let p = self.pool(pool)?;
+            for node in lab.nodes.iter().filter(|n| removed_nodes.contains(&n.name)) {
+                let vname = volume_name(lab, node);
+                let Ok(vol) = StorageVol::lookup_by_name(&p, &vname) else {
+                    continue;
+                };
+                let xml = vol
+                    .get_xml_desc(0)
+                    .map_err(|e| anyhow!("{}: volume {vname}: {}", self.uri, e.message()))?;
+                if backing_path(&xml)?.as_deref() == Some(lab.base_image.as_str()) {
+                    vol.delete(0).map_err(|e| {
+                        anyhow!("{}: deleting volume {vname}: {}", self.uri, e.message())
+                    })?;
+                    report.volumes_removed.push(format!("{pool}/{vname}"));
+                } else {
+                    report.kept.push(format!(
+                        "volume {pool}/{vname}: not an overlay on {}",
+                        lab.base_image
+                    ));
+                }
+            }
+        }
+        let networks = self
+            .conn
+            .list_all_networks(0)
+            .map_err(|e| anyhow!("{}: listing networks: {}", self.uri, e.message()))?;
+        for net in networks {
+            let name = net
+                .get_name()
+                .map_err(|e| anyhow!("{}: {}", self.uri, e.message()))?;
+            let xml = net
+                .get_xml_desc(0)
+                .map_err(|e| anyhow!("{}: network {name}: {}", self.uri, e.message()))?;
+            if read_mark(&xml)?.is_some_and(|m| m.lab == lab.name) {
+                remove_network(&net).map_err(|e| {
+                    anyhow!("{}: removing network {name}: {}", self.uri, e.message())
+                })?;
+                report.networks_removed.push(name);
+            } else if lab.network(&name).is_some() {
+                report
+                    .kept
+                    .push(format!("network {name}: not created by duststack, kept"));
+            }
+        }
+        self.verify_gone(lab, &report, pool)?;
+        Ok(report)
+    }
+
+    /// Lists again after `destroy_lab`: fails if a domain or network marked for this lab, or a
+    /// deleted volume, is still there.
+    fn verify_gone(
+        &self,
+        lab: &Lab,
+        report: &DestroyReport,
+        pool: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut left = Vec::new();
+        for dom in self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| anyhow!("{}: listing domains: {}", self.uri, e.message()))?
+        {
+            if read_mark(&self.domain_xml_of(&dom)?)?.is_some_and(|m| m.lab == lab.name) {
+                left.push(format!("domain {}", dom.get_name().unwrap_or_default()));
+            }
+        }
+        for net in self
+            .conn
+            .list_all_networks(0)
+            .map_err(|e| anyhow!("{}: listing networks: {}", self.uri, e.message()))?
+        {
+            let xml = net.get_xml_desc(0).unwrap_or_default();
+            if read_mark(&xml)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.lab == lab.name)
+            {
+                left.push(format!("network {}", net.get_name().unwrap_or_default()));
+            }
+        }
+        if let Some(pool) = pool {
+            let p = self.pool(pool)?;
+            for v in &report.volumes_removed {
+                let name = v.rsplit('/').next().unwrap_or(v);
+                if StorageVol::lookup_by_name(&p, name).is_ok() {
+                    left.push(format!("volume {v}"));
+                }
+            }
+        }
+        if !left.is_empty() {
+            bail!(
+                "{}: lab {} still has after removal: {}",
+                self.uri,
+                lab.name,
+                left.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Defines a domain from raw XML (for tests and tools that bring their own XML).
+    pub fn define_domain_xml(&self, xml: &str) -> anyhow::Result<()> {
+        Domain::define_xml(&self.conn, xml)
+            .map_err(|e| anyhow!("{}: defining domain: {}", self.uri, e.message()))?;
+        Ok(())
+    }
+
+    /// Names of all domains (running or not).
+    pub fn domain_names(&self) -> anyhow::Result<Vec<String>> {
+        let doms = self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| anyhow!("{}: listing domains: {}", self.uri, e.message()))?;
+        doms.iter()
+            .map(|d| d.get_name().map_err(|e| anyhow!("{}", e.message())))
+            .collect()
+    }
+
+    /// Names of all networks (active or not).
+    pub fn network_names(&self) -> anyhow::Result<Vec<String>> {
+        let nets = self
+            .conn
+            .list_all_networks(0)
+            .map_err(|e| anyhow!("{}: listing networks: {}", self.uri, e.message()))?;
+        nets.iter()
+            .map(|n| n.get_name().map_err(|e| anyhow!("{}", e.message())))
+            .collect()
+    }
+
+    /// Names of the volumes in storage pool `pool`.
+    pub fn volume_names(&self, pool: &str) -> anyhow::Result<Vec<String>> {
+        let p = self.pool(pool)?;
+        p.list_volumes()
+            .map_err(|e| anyhow!("{}: listing volumes of {pool}: {}", self.uri, e.message()))
+    }
+
+    /// The persistent XML of domain `name` (None if absent).
+    pub fn domain_xml(&self, name: &str) -> anyhow::Result<Option<String>> {
+        match self.find_domain(name)? {
+            Some(d) => Ok(Some(self.domain_xml_of(&d)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Name of a node's overlay volume in its pool: `<lab>-<node>.<format>`.
+pub fn volume_name(lab: &Lab, node: &Node) -> String {
+    format!("{}.{}", lab.domain_name(node), node.disk_format)
+}
+
+fn change_word(change: &Change) -> &'static str {
+    match change {
+        Change::Created => "created",
+        Change::Started => "started",
+        Change::Unchanged => "unchanged",
+    }
+}
+
+fn remove_network(net: &VirNetwork) -> Result<(), virt::error::Error> {
+    if net.is_active()? {
+        net.destroy()?;
+    }
+    // A transient network is gone once destroyed.
+    if net.is_persistent().unwrap_or(true) {
+        net.undefine()?;
+    }
+    Ok(())
+}
+
+/// The `<backingStore><path>` of a volume's XML.
+fn backing_path(xml: &str) -> anyhow::Result<Option<String>> {
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    Ok(doc
+        .root_element()
+        .children()
+        .find(|c| c.has_tag_name("backingStore"))
+        .and_then(|b| b.children().find(|c| c.has_tag_name("path")))
+        .and_then(|p| p.text())
+        .map(|t| t.trim().to_string()))
+}
