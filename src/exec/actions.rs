@@ -18,17 +18,7 @@ use crate::playbook::{Action, Task};
 use crate::template::Scope;
 
 fn ok(result: Map<String, Value>) -> TaskResult {
-    TaskResult {
-        status: Status::Ok,
-        ignored: false,
-        result,
-        diffs: Vec::new(),
-        items: Vec::new(),
-        delegated: None,
-        show_result: false,
-        facts: None,
-        set_vars: Map::new(),
-    }
+    TaskResult::new(Status::Ok, result)
 }
 
 fn failed(msg: String, mut extra: Map<String, Value>) -> TaskResult {

@@ -53,14 +53,12 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    fn failed(msg: String) -> Self {
+    /// A result with `status` and the registered `result`, nothing else.
+    pub fn new(status: Status, result: Map<String, Value>) -> Self {
         TaskResult {
-            status: Status::Failed,
+            status,
             ignored: false,
-            result: Map::from_iter([
-                ("failed".to_owned(), Value::Bool(true)),
-                ("msg".to_owned(), Value::String(msg)),
-            ]),
+            result,
             diffs: Vec::new(),
             items: Vec::new(),
             delegated: None,
@@ -68,6 +66,16 @@ impl TaskResult {
             facts: None,
             set_vars: Map::new(),
         }
+    }
+
+    fn failed(msg: String) -> Self {
+        TaskResult::new(
+            Status::Failed,
+            Map::from_iter([
+                ("failed".to_owned(), Value::Bool(true)),
+                ("msg".to_owned(), Value::String(msg)),
+            ]),
+        )
     }
 }
 
@@ -326,24 +334,16 @@ async fn run_inner(
         result.insert("skipped".into(), json!(true));
     }
     result.insert("results".into(), Value::Array(results));
-    Ok(TaskResult {
-        status,
-        ignored: false,
-        result,
-        diffs: Vec::new(),
-        items: item_results,
-        delegated,
-        show_result: false,
-        facts: None,
-        set_vars: Map::new(),
-    })
+    let mut r = TaskResult::new(status, result);
+    r.items = item_results;
+    r.delegated = delegated;
+    Ok(r)
 }
 
 fn skipped(cond: String, delegated: Option<String>) -> TaskResult {
-    TaskResult {
-        status: Status::Skipped,
-        ignored: false,
-        result: Map::from_iter([
+    let mut r = TaskResult::new(
+        Status::Skipped,
+        Map::from_iter([
             ("changed".to_owned(), json!(false)),
             ("skipped".to_owned(), json!(true)),
             (
@@ -352,13 +352,9 @@ fn skipped(cond: String, delegated: Option<String>) -> TaskResult {
             ),
             ("false_condition".to_owned(), json!(cond)),
         ]),
-        diffs: Vec::new(),
-        items: Vec::new(),
-        delegated,
-        show_result: false,
-        facts: None,
-        set_vars: Map::new(),
-    }
+    );
+    r.delegated = delegated;
+    r
 }
 
 /// The items of `loop:`/`with_*:`.
@@ -571,17 +567,9 @@ fn from_outcome(o: Outcome) -> TaskResult {
     if o.skipped {
         result.insert("skipped".into(), json!(true));
     }
-    TaskResult {
-        status,
-        ignored: false,
-        result,
-        diffs: o.diffs,
-        items: Vec::new(),
-        delegated: None,
-        show_result: false,
-        facts: None,
-        set_vars: Map::new(),
-    }
+    let mut r = TaskResult::new(status, result);
+    r.diffs = o.diffs;
+    r
 }
 
 /// The connection a task uses: the delegated host's, or the host's own, with `environment:`.
