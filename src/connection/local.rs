@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,8 +15,6 @@ pub struct LocalConnection {
     command_timeout: Option<Duration>,
     closed: AtomicBool,
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl LocalConnection {
     /// A local connection; each command is limited to `command_timeout` if given.
@@ -71,18 +69,12 @@ impl LocalConnection {
 impl Connection for LocalConnection {
     async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, ConnError> {
         self.check_open()?;
-        match self.command_timeout {
-            Some(t) => tokio::time::timeout(t, self.run(command, stdin))
-                .await
-                .map_err(|_| ConnError::Timeout(t))?,
-            None => self.run(command, stdin).await,
-        }
+        super::with_timeout(self.command_timeout, self.run(command, stdin)).await
     }
 
     async fn put_file(&self, data: &[u8], path: &str, mode: Option<u32>) -> Result<(), ConnError> {
         self.check_open()?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = format!("{path}.duststack-{}-{n}.tmp", std::process::id());
+        let tmp = super::temp_path(path);
         let result = async {
             tokio::fs::write(&tmp, data).await?;
             if let Some(m) = mode {

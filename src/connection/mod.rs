@@ -65,3 +65,31 @@ pub mod spec;
 pub mod ssh;
 
 pub use spec::{connect, ConnectionKind, ConnectionSpec};
+
+/// Shell-quotes one word for `/bin/sh` (NUL bytes, which no shell can carry, are dropped).
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", word.replace('\0', "")))
+}
+
+/// A unique temporary path beside `path`, for writing a file and renaming it into place.
+fn temp_path(path: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{path}.duststack-{}-{n}.tmp", std::process::id())
+}
+
+/// Runs `fut`, failing with [`ConnError::Timeout`] after `limit` when one is set.
+async fn with_timeout<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    match limit {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| ConnError::Timeout(t))?,
+        None => fut.await,
+    }
+}

@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::known_hosts::{self, HostKeyStatus};
 use super::spec::ConnectionSpec;
-use super::{ConnError, Connection, ExecOutput};
+use super::{quote, ConnError, Connection, ExecOutput};
 
 /// Channels (commands, transfers) open at once on one connection.
 pub const MAX_CHANNELS: usize = 8;
@@ -99,15 +98,6 @@ pub struct SshConnection {
     command_timeout: Option<Duration>,
     /// Keeps the bastion's session (which carries our TCP stream) alive.
     _jump: Option<Arc<SshConnection>>,
-}
-
-/// Unique suffixes for temporary files.
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn quote(s: &str) -> String {
-    shlex::try_quote(s)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "")))
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -467,17 +457,11 @@ impl Connection for SshConnection {
             self.channels.acquire().await.map_err(|_| {
                 ConnError::Unreachable(format!("{}: connection closed", self.label))
             })?;
-        match self.command_timeout {
-            Some(t) => tokio::time::timeout(t, self.run(command, stdin))
-                .await
-                .map_err(|_| ConnError::Timeout(t))?,
-            None => self.run(command, stdin).await,
-        }
+        super::with_timeout(self.command_timeout, self.run(command, stdin)).await
     }
 
     async fn put_file(&self, data: &[u8], path: &str, mode: Option<u32>) -> Result<(), ConnError> {
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = format!("{path}.duststack-{}-{n}.tmp", std::process::id());
+        let tmp = super::temp_path(path);
         let (dest, tmpq) = (quote(path), quote(&tmp));
         let write = match mode {
             Some(m) => format!("(umask 077 && cat > {tmpq}) && chmod {m:o} {tmpq}"),

@@ -301,12 +301,7 @@ impl Ctx<'_> {
     }
 }
 
-/// Shell-quotes one word for `/bin/sh`.
-pub fn quote(word: &str) -> String {
-    shlex::try_quote(word)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|_| format!("'{}'", word.replace('\0', "")))
-}
+pub use crate::connection::quote;
 
 /// A module: validates its arguments and brings the host to the desired state.
 #[async_trait]
