@@ -1,7 +1,6 @@
 //! Actions the engine runs itself rather than as commands on the host: set_fact, debug,
 //! assert, fail, setup/gather_facts, wait_for_connection, include_vars, pause, ping, meta.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -9,13 +8,12 @@ use serde_json::{json, Map, Value};
 
 use super::play::{flush_handlers, Stop};
 use super::state::HostState;
-use super::task::{connection_for, Step, TaskResult};
+use super::task::{connection_for, scope_for, when_fails, Step, TaskResult};
 use super::{Engine, PlayCtx};
 use crate::facts;
 use crate::modules::args::{to_bool, to_string, RAW};
 use crate::output::Status;
 use crate::playbook::{Action, Task};
-use crate::template::Scope;
 
 fn ok(result: Map<String, Value>) -> TaskResult {
     TaskResult::new(Status::Ok, result)
@@ -261,19 +259,8 @@ pub async fn meta(
             .iter()
             .filter(|s| targets.contains(&s.name) && s.active())
         {
-            let vars = super::vars::task_vars(p, Some(t), s);
-            let scope = Scope {
-                vars: Arc::new(vars),
-                search_paths: vec![p.playbook_dir.clone()],
-            };
-            let all: Vec<&Value> = t.inherit.when.iter().chain(t.when.iter()).collect();
-            let mut pass = true;
-            for c in all {
-                let text = to_string(c).unwrap_or_default();
-                if !engine.templar.is_true(&text, &scope)? {
-                    pass = false;
-                }
-            }
+            let scope = scope_for(p, t, super::vars::task_vars(p, Some(t), s));
+            let pass = when_fails(engine, t, &scope)?.is_none();
             if pass {
                 out.push(s.name.clone());
             }

@@ -112,6 +112,14 @@ pub fn scope_for(p: &PlayCtx, t: &Task, vars: Map<String, Value>) -> Scope {
     }
 }
 
+/// The first of the task's `when:` conditions (enclosing blocks' first) that is false, if any.
+pub fn when_fails(engine: &Engine, t: &Task, scope: &Scope) -> Result<Option<String>> {
+    match conditions(engine, &t.inherit.when, scope)? {
+        Some(c) => Ok(Some(c)),
+        None => conditions(engine, &t.when, scope),
+    }
+}
+
 /// Evaluates a list of conditions (all must hold).
 fn conditions(engine: &Engine, conds: &[Value], scope: &Scope) -> Result<Option<String>> {
     for c in conds {
@@ -211,14 +219,7 @@ async fn run_inner(
     };
     let Some((kind, loop_value)) = &t.looping else {
         // Block-level and task-level conditions, evaluated once.
-        let all: Vec<Value> = t
-            .inherit
-            .when
-            .iter()
-            .chain(t.when.iter())
-            .cloned()
-            .collect();
-        if let Some(cond) = conditions(engine, &all, &scope)? {
+        if let Some(cond) = when_fails(engine, t, &scope)? {
             return Ok(skipped(cond, delegated));
         }
         let step = Step {
@@ -265,14 +266,7 @@ async fn run_inner(
             Some(l) => engine.templar.render_value(l, &iscope)?,
             None => item.clone(),
         };
-        let all: Vec<Value> = t
-            .inherit
-            .when
-            .iter()
-            .chain(t.when.iter())
-            .cloned()
-            .collect();
-        let mut r = match conditions(engine, &all, &iscope)? {
+        let mut r = match when_fails(engine, t, &iscope)? {
             Some(cond) => skipped(cond, None),
             None => {
                 let step = Step {
@@ -768,14 +762,7 @@ pub fn resolve_include(
 ) -> Result<Option<Vec<Task>>> {
     let vars = vars::task_vars(p, Some(t), host);
     let scope = scope_for(p, t, vars);
-    let all: Vec<Value> = t
-        .inherit
-        .when
-        .iter()
-        .chain(t.when.iter())
-        .cloned()
-        .collect();
-    if conditions(engine, &all, &scope)?.is_some() {
+    if when_fails(engine, t, &scope)?.is_some() {
         return Ok(None);
     }
     crate::playbook::load::load_include(
