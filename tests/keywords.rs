@@ -141,3 +141,11 @@ fn a_failed_host_sits_out_later_plays() {
     assert_eq!(r["h2"][0..4], [0, 0, 0, 1]);
     assert_eq!(r["h1"][0..5], [1, 1, 0, 0, 1]);
 }
+
+#[test]
+fn other_hosts_reached_through_inventory_vars() {
+    let out = same_as_ansible("peer_from_inventory.yml", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(recap(&out)["h4"][0..4], [1, 0, 0, 0]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"peer=h1\""));
+}

@@ -166,6 +166,11 @@ pub async fn run_playbook(
             s.ended = false;
         }
         let mut pctx = play_context(&engine, play, &hosts, &playbook_dir)?;
+        // Variables can reach `hostvars` through inventory or extra vars too, not only the play.
+        pctx.uses_hostvars |= format!("{:?}", opts.extra_vars).contains("hostvars")
+            || states
+                .iter()
+                .any(|s| format!("{:?}", s.inv_vars).contains("hostvars"));
         for batch in batches(&play.serial, &hosts)? {
             pctx.batch = Arc::new(Value::from(batch.clone()));
             let stop = play::run_play_batch(&engine, &mut pctx, &mut states, &batch).await?;
