@@ -13,6 +13,13 @@ const DUSTSTACK: &str = env!("CARGO_BIN_EXE_duststack");
 const TEST_URI: &str = "test:///default";
 const POOL: &str = "default-pool";
 
+/// libvirt shares `test:///default` between the connections of one process: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn classroom() -> Lab {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/classroom");
     let inv = Inventory::load(&[dir]).unwrap();
@@ -42,6 +49,7 @@ const NODE_DOMAINS: [&str; 4] = [
 #[test]
 fn lab_libvirt_up_creates_networks_volumes_and_running_domains() {
     let lab = classroom();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
     let before_nets = lv.network_names().unwrap();
     assert_eq!(
@@ -50,7 +58,7 @@ fn lab_libvirt_up_creates_networks_volumes_and_running_domains() {
         "test driver starts with its own default network"
     );
 
-    let report = lv.up(&lab, Some(POOL)).unwrap();
+    let report = lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
     assert!(
         report
             .steps
@@ -96,11 +104,13 @@ fn lab_libvirt_up_creates_networks_volumes_and_running_domains() {
 #[test]
 fn lab_libvirt_second_up_is_unchanged() {
     let lab = classroom();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
-    lv.up(&lab, Some(POOL)).unwrap();
-    let again = lv.up(&lab, Some(POOL)).unwrap();
+    lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
+    let again = lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
     assert!(again.drift.is_empty());
-    assert_eq!(again.steps.len(), 2 + 4 + 4 + 4, "{:?}", again.steps);
+    assert_eq!(again.steps.len(), 2 + 1 + 4 + 4 + 4, "{:?}", again.steps);
+    assert!(!again.changed);
     for step in &again.steps {
         assert!(step.contains("unchanged"), "{step}");
     }
@@ -113,36 +123,50 @@ fn lab_libvirt_second_up_is_unchanged() {
 #[test]
 fn lab_libvirt_changed_vcpu_is_drift() {
     let mut lab = classroom();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
-    lv.up(&lab, Some(POOL)).unwrap();
+    lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
     lab.nodes[1].vcpu = 4;
     lab.nodes[1].memory_mib = 8192;
-    match lv.ensure_domain(&lab, &lab.nodes[1]).unwrap() {
-        DomainOutcome::Drift(diff) => {
-            assert_eq!(diff.len(), 2, "{diff:?}");
-            assert!(
-                diff[0].contains("vcpu: domain has 2, model wants 4"),
-                "{diff:?}"
-            );
-            assert!(diff[1].contains("memory: domain has 4096 MiB, model wants 8192 MiB"));
-        }
-        other => panic!("expected drift, got {other:?}"),
-    }
     assert_eq!(
         lv.ensure_domain(&lab, &lab.nodes[0]).unwrap(),
         DomainOutcome::Unchanged
     );
-    let report = lv.up(&lab, Some(POOL)).unwrap();
-    assert_eq!(report.drift.len(), 1);
-    assert_eq!(report.drift[0].0, "k8s-node-1");
-    // Drift is reported, not applied.
+    // vCPUs and memory only: the definition is updated (effective on the next start);
+    // the running domain keeps its shape until then.
+    let report = lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
+    assert!(report.drift.is_empty(), "{report:?}");
+    assert!(report.changed);
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.starts_with("domain classroom-k8s-node-1: redefined (vcpu: domain has 2, model wants 4")),
+        "{:?}",
+        report.steps
+    );
     let status = lv.status(&lab).unwrap();
     assert_eq!(status[1].vcpu, Some(2));
+    let xml = lv.domain_xml("classroom-k8s-node-1").unwrap().unwrap();
+    assert!(xml.contains(">4</vcpu>"), "{xml}");
+    assert_eq!(
+        lv.ensure_domain(&lab, &lab.nodes[1]).unwrap(),
+        DomainOutcome::Unchanged
+    );
+    // Another NIC is drift: reported, never applied.
+    lab.nodes[2].nics[0].mac = "52:54:00:00:00:99".into();
+    match lv.ensure_domain(&lab, &lab.nodes[2]).unwrap() {
+        DomainOutcome::Drift(diff) => assert!(diff[0].starts_with("nics:"), "{diff:?}"),
+        other => panic!("expected NIC drift, got {other:?}"),
+    }
+    let xml = lv.domain_xml("classroom-k8s-node-2").unwrap().unwrap();
+    assert!(!xml.contains("52:54:00:00:00:99"));
 }
 
 #[test]
 fn lab_libvirt_foreign_domain_is_a_clash_and_stays_untouched() {
     let lab = classroom();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
     let foreign = foreign_xml("classroom-k8s-node-1");
     lv.define_domain_xml(&foreign).unwrap();
@@ -156,7 +180,7 @@ fn lab_libvirt_foreign_domain_is_a_clash_and_stays_untouched() {
     );
 
     // up fails on it and rolls back everything it had created before.
-    let err = lv.up(&lab, Some(POOL)).unwrap_err();
+    let err = lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("name clash"), "{msg}");
     assert!(msg.contains("rolled back"), "{msg}");
@@ -188,11 +212,12 @@ fn lab_libvirt_foreign_domain_is_a_clash_and_stays_untouched() {
 #[test]
 fn lab_libvirt_destroy_removes_exactly_what_was_created() {
     let lab = classroom();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
     lv.define_domain_xml(&foreign_xml("someone-elses-vm"))
         .unwrap();
     let vols_before = lv.volume_names(POOL).unwrap();
-    lv.up(&lab, Some(POOL)).unwrap();
+    lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap();
 
     let report = lv.destroy_lab(&lab, Some(POOL)).unwrap();
     assert_eq!(sorted(report.domains_removed.clone()), NODE_DOMAINS);
@@ -219,12 +244,13 @@ fn lab_libvirt_failed_last_step_rolls_everything_back() {
     // The last node's domain XML is invalid (libvirt refuses the MAC); the networks use their
     // own copy of the reservations, so only the last domain definition fails.
     lab.nodes[3].nics[1].mac = "not-a-mac".into();
+    let _serial = serial();
     let lv = Libvirt::connect(TEST_URI).unwrap();
     let vols_before = lv.volume_names(POOL).unwrap();
-    let err = lv.up(&lab, Some(POOL)).unwrap_err();
+    let err = lv.up(&mut lab.clone(), Some(POOL), &[]).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("classroom-k8s-utility-1"), "{msg}");
-    assert!(msg.contains("rolled back the 8 change(s)"), "{msg}");
+    assert!(msg.contains("rolled back the 12 change(s)"), "{msg}");
     assert_eq!(lv.domain_names().unwrap(), ["test"]);
     assert_eq!(lv.network_names().unwrap(), ["default"]);
     assert_eq!(sorted(lv.volume_names(POOL).unwrap()), sorted(vols_before));

@@ -92,7 +92,7 @@ fn home() -> PathBuf {
 }
 
 /// Expands a leading `~/`.
-fn expand_tilde(p: &str) -> PathBuf {
+pub fn expand_tilde(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
         Some(rest) => home().join(rest),
         None if p == "~" => home(),

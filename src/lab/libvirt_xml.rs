@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(child(disks[0], "target").attribute("bus"), Some("virtio"));
         assert_eq!(
             child(disks[1], "source").attribute("file"),
-            Some("/var/lib/libvirt/images/classroom-k8s-node-1-seed.iso")
+            Some("/var/lib/libvirt/images/classroom-k8s-node-1-seed.img")
         );
         assert!(disks[1].children().any(|c| c.has_tag_name("readonly")));
 

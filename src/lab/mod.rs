@@ -23,8 +23,13 @@
 //!
 //! [`hyperv`] renders the same lab as PowerShell scripts (up, wait for addresses, down).
 
+pub mod generated;
 pub mod hyperv;
+pub mod kvm;
 pub mod libvirt;
 pub mod libvirt_xml;
 pub mod model;
+pub mod provision;
 pub mod seed;
+pub mod seed_image;
+pub mod ssh_wait;

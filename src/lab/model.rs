@@ -213,10 +213,10 @@ impl Lab {
         )
     }
 
-    /// Path of a node's NoCloud seed image (volume label `cidata`).
+    /// Path of a node's seed image (a FAT volume labelled `CIDATA`, see `seed_image`).
     pub fn seed_path(&self, node: &Node) -> String {
         format!(
-            "{}/{}-seed.iso",
+            "{}/{}-seed.img",
             self.image_dir.trim_end_matches('/'),
             self.domain_name(node)
         )
@@ -229,6 +229,40 @@ impl Lab {
             self.log_dir.trim_end_matches('/'),
             self.domain_name(node)
         )
+    }
+
+    /// Moves network `name` to the subnet `address/prefix` (a reused network's real subnet):
+    /// every node keeps its host number on it, reservations follow.
+    pub fn rebase_network(&mut self, name: &str, address: Ipv4Addr, prefix: u8) {
+        let Some(idx) = self.networks.iter().position(|n| n.name == name) else {
+            return;
+        };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix.min(32)))
+        };
+        let base = Ipv4Addr::from(u32::from(address) & mask);
+        let old = &self.networks[idx];
+        if old.address == base && old.prefix == prefix {
+            return;
+        }
+        let old_base = u32::from(old.address);
+        let move_ip = |ip: Ipv4Addr| offset(base, u32::from(ip).wrapping_sub(old_base));
+        let net = &mut self.networks[idx];
+        net.dhcp_start = move_ip(net.dhcp_start);
+        net.dhcp_end = move_ip(net.dhcp_end);
+        for host in &mut net.hosts {
+            host.ip = move_ip(host.ip);
+        }
+        net.address = base;
+        net.prefix = prefix;
+        for node in &mut self.nodes {
+            for nic in node.nics.iter_mut().filter(|n| n.network == name) {
+                nic.ip = move_ip(nic.ip);
+                nic.prefix = prefix;
+            }
+        }
     }
 
     /// The node with inventory name `name`.
@@ -279,7 +313,7 @@ pub enum LabError {
         second: String,
     },
     /// A control plane node is too small for Kubernetes.
-    #[error("{node} has {vcpu} vCPUs and {memory_mib} MiB: a control plane needs at least 2 vCPUs and 2 GiB")]
+    #[error("{node} has {vcpu} vCPUs and {memory_mib} MiB: a control plane needs at least 2 vCPUs and 2 GiB (set lab_allow_small_nodes: true for a test lab)")]
     ControlPlaneTooSmall {
         /// The node.
         node: String,
@@ -424,6 +458,8 @@ impl Lab {
             ));
         }
 
+        // `lab_allow_small_nodes: true` lifts the control-plane minimum (CI and TCG test labs).
+        let small_ok = matches!(all.get("lab_allow_small_nodes"), Some(Value::Bool(true)));
         let mut nodes = Vec::new();
         let mut macs: Vec<String> = Vec::new();
         let mut hostnames: HashMap<String, String> = HashMap::new();
@@ -457,7 +493,7 @@ impl Lab {
             let disk_format = string_var(&vars, node_name, &["virt_disk_format", "disk_format"])?
                 .unwrap_or_else(|| "qcow2".into());
             check_format(node_name, "virt_disk_format", &disk_format)?;
-            if *role == Role::ControlPlane && (vcpu < 2 || memory_mib < 2048) {
+            if *role == Role::ControlPlane && !small_ok && (vcpu < 2 || memory_mib < 2048) {
                 return Err(LabError::ControlPlaneTooSmall {
                     node: node_name.clone(),
                     vcpu,

@@ -197,6 +197,75 @@ pub fn user_data(
 
 /// `network-config` v2: DHCP on the NAT NIC (its address is reserved by MAC), the static
 /// internal address on the isolated NIC; both matched by MAC.
+/// systemd-networkd files for the duststack image's seed applier (`duststack/network/`):
+/// nic1 by DHCP (the lab's reservation), nic2 with its static internal address, both matched by MAC.
+pub fn networkd_files(node: &Node) -> Vec<(String, String)> {
+    let nat = node.nat_nic();
+    let internal = node.internal_nic();
+    vec![
+        (
+            "10-nic1.network".into(),
+            format!(
+                "[Match]\nMACAddress={}\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+                nat.mac
+            ),
+        ),
+        (
+            "20-nic2.network".into(),
+            format!(
+                "[Match]\nMACAddress={}\n\n[Network]\nAddress={}/{}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+                internal.mac, internal.ip, internal.prefix
+            ),
+        ),
+    ]
+}
+
+impl Seed {
+    /// Every file of the seed volume with its path: the NoCloud trio at the root (read by
+    /// cloud-init in cloud images) and `duststack/…` (read by the duststack image's
+    /// `duststack-seed` service): hostname, authorized_keys, host keys, networkd files.
+    pub fn files(
+        &self,
+        node: &Node,
+        authorized_keys: &[String],
+        host_keys: &[HostKey],
+    ) -> Result<Vec<(String, Vec<u8>)>, SeedError> {
+        let mut out = vec![
+            ("meta-data".to_string(), self.meta_data.clone().into_bytes()),
+            ("user-data".to_string(), self.user_data.clone().into_bytes()),
+            (
+                "network-config".to_string(),
+                self.network_config.clone().into_bytes(),
+            ),
+            (
+                "duststack/hostname".to_string(),
+                format!("{}\n", node.hostname).into_bytes(),
+            ),
+        ];
+        let mut keys = String::new();
+        for k in authorized_keys {
+            keys.push_str(k.trim());
+            keys.push('\n');
+        }
+        out.push(("duststack/authorized_keys".into(), keys.into_bytes()));
+        for hk in host_keys {
+            let kind = key_kind(&hk.public_line)?;
+            out.push((
+                format!("duststack/ssh_host_{kind}_key"),
+                hk.private_openssh.clone().into_bytes(),
+            ));
+            out.push((
+                format!("duststack/ssh_host_{kind}_key.pub"),
+                format!("{}\n", hk.public_line.trim()).into_bytes(),
+            ));
+        }
+        for (name, text) in networkd_files(node) {
+            out.push((format!("duststack/network/{name}"), text.into_bytes()));
+        }
+        Ok(out)
+    }
+}
+
 pub fn network_config(node: &Node) -> String {
     let nat = node.nat_nic();
     let internal = node.internal_nic();

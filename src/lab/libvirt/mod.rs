@@ -10,16 +10,21 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::sys;
 
-use super::libvirt_xml::{domain_xml, network_xml, volume_xml, METADATA_NS};
-use super::model::{Lab, Network, Node};
+use super::libvirt_xml::{dhcp_host_xml, domain_xml, network_xml, volume_xml, METADATA_NS};
+use super::model::{DhcpHost, Lab, Network, Node};
+
+pub mod snapshot;
+pub mod storage;
+
+pub use storage::{seed_volume_name, PoolInfo};
 
 /// The URI `duststack lab` connects to unless told otherwise.
 pub const DEFAULT_URI: &str = "qemu:///system";
 
 /// An open connection to one libvirt hypervisor.
 pub struct Libvirt {
-    conn: Connect,
-    uri: String,
+    pub(crate) conn: Connect,
+    pub(crate) uri: String,
 }
 
 impl Drop for Libvirt {
@@ -47,6 +52,9 @@ pub struct NetworkOutcome {
     pub change: Change,
     /// Whether the network carries duststack metadata for this lab (so `lab down` removes it).
     pub created_by_duststack: bool,
+    /// Address and prefix of the network's subnet as libvirt has it (a reused network's
+    /// subnet may differ from the model's).
+    pub subnet: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 /// Result of [`Libvirt::ensure_domain`].
@@ -56,8 +64,11 @@ pub enum DomainOutcome {
     Created,
     /// A duststack domain of this lab exists and matches the model.
     Unchanged,
-    /// A duststack domain of this lab exists but differs from the model (left as it is).
+    /// A duststack domain of this lab exists but differs from the model in its NICs (left as it is).
     Drift(Vec<String>),
+    /// A duststack domain of this lab differed in vCPUs or memory only: its definition was
+    /// updated, which takes effect the next time it is started.
+    Redefined(Vec<String>),
 }
 
 /// Run state of a lab node's domain.
@@ -112,8 +123,12 @@ pub struct DestroyReport {
     pub domains_removed: Vec<String>,
     /// Networks destroyed and undefined (only those duststack created for this lab).
     pub networks_removed: Vec<String>,
-    /// Overlay volumes deleted (`pool/name`).
+    /// Overlay and seed volumes deleted (`pool/name`).
     pub volumes_removed: Vec<String>,
+    /// Storage pools removed (only the one duststack defined for this lab, once empty).
+    pub pools_removed: Vec<String>,
+    /// DHCP reservations removed from networks duststack did not create (`network: mac ip`).
+    pub reservations_removed: Vec<String>,
     /// Things named like the lab's but left alone, with the reason.
     pub kept: Vec<String>,
 }
@@ -125,6 +140,8 @@ pub struct UpReport {
     pub steps: Vec<String>,
     /// Drift found on existing domains (node name, differences).
     pub drift: Vec<(String, Vec<String>)>,
+    /// Whether anything was created, started or redefined.
+    pub changed: bool,
 }
 
 /// One undo action of a [`Rollback`].
@@ -138,6 +155,15 @@ pub enum Undo {
     RemoveNetwork(String),
     /// Destroy a network that `up` started (it existed, inactive).
     StopNetwork(String),
+    /// Remove a DHCP reservation that `up` added to a network it did not create.
+    RemoveDhcpHost {
+        /// Network name.
+        network: String,
+        /// The `<host>` element that was added.
+        xml: String,
+    },
+    /// Destroy and undefine the storage pool that `up` defined.
+    RemovePool(String),
     /// Delete a volume that `up` created.
     DeleteVolume {
         /// Storage pool.
@@ -263,6 +289,14 @@ fn domain_shape(xml: &str) -> anyhow::Result<Shape> {
     })
 }
 
+/// The (network, MAC) pairs the model gives a node.
+fn nics_of(node: &Node) -> Vec<(String, String)> {
+    node.nics
+        .iter()
+        .map(|n| (n.network.clone(), n.mac.to_ascii_lowercase()))
+        .collect()
+}
+
 /// Differences between a node of the model and the shape of its existing domain.
 fn drift(node: &Node, have: &Shape) -> Vec<String> {
     let mut out = Vec::new();
@@ -278,11 +312,7 @@ fn drift(node: &Node, have: &Shape) -> Vec<String> {
             have.memory_mib, node.memory_mib
         ));
     }
-    let want: Vec<(String, String)> = node
-        .nics
-        .iter()
-        .map(|n| (n.network.clone(), n.mac.to_ascii_lowercase()))
-        .collect();
+    let want = nics_of(node);
     if have.nics != want {
         out.push(format!(
             "nics: domain has {:?}, model wants {:?}",
@@ -326,6 +356,15 @@ impl Libvirt {
             conn,
             uri: uri.to_string(),
         })
+    }
+
+    /// Whether the hypervisor offers domain type kvm (libvirt's domain capabilities); used for
+    /// remote hypervisors, where duststack cannot run its own KVM probe.
+    pub fn supports_kvm(&self) -> Result<(), String> {
+        self.conn
+            .get_domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0)
+            .map(|_| ())
+            .map_err(|e| format!("{} offers no kvm domains: {}", self.uri, e.message()))
     }
 
     /// The URI this connection was opened with.
@@ -407,6 +446,7 @@ impl Libvirt {
             return Ok(NetworkOutcome {
                 change,
                 created_by_duststack: ours,
+                subnet: network_subnet(&xml)?,
             });
         }
         let xml = network_xml(lab, net);
@@ -430,7 +470,73 @@ impl Libvirt {
         Ok(NetworkOutcome {
             change: Change::Created,
             created_by_duststack: true,
+            subnet: Some((net.address, net.prefix)),
         })
+    }
+
+    /// Adds a DHCP reservation (live and persistent) for every lab node to a network that
+    /// duststack did not create (typically libvirt's `default`), unless one for that MAC with
+    /// that address exists. Returns the `<host>` elements it added.
+    pub fn ensure_reservations(&self, net: &Network) -> anyhow::Result<Vec<String>> {
+        let existing = self
+            .find_network(&net.name)?
+            .ok_or_else(|| anyhow!("{}: network {} vanished", self.uri, net.name))?;
+        let xml = existing
+            .get_xml_desc(0)
+            .map_err(|e| anyhow!("{}: network {}: {}", self.uri, net.name, e.message()))?;
+        let have = dhcp_hosts(&xml)?;
+        let mut added = Vec::new();
+        for host in &net.hosts {
+            let mac = host.mac.to_ascii_lowercase();
+            match have.iter().find(|h| h.mac == mac) {
+                Some(h) if h.ip == host.ip => continue,
+                Some(h) => bail!(
+                    "{}: network {} already reserves {} for MAC {mac} (a lab node wants {}); \
+                     remove that reservation or change the lab",
+                    self.uri,
+                    net.name,
+                    h.ip,
+                    host.ip
+                ),
+                None => {}
+            }
+            if let Some(h) = have.iter().find(|h| h.ip == host.ip) {
+                bail!(
+                    "{}: network {} already reserves {} for another MAC ({}); \
+                     set nic1_cidr or free that address",
+                    self.uri,
+                    net.name,
+                    host.ip,
+                    h.mac
+                );
+            }
+            let element = dhcp_host_xml(host);
+            self.update_dhcp_host(&existing, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, &element)
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: adding a DHCP reservation for {} to network {}: {}",
+                        self.uri,
+                        host.name,
+                        net.name,
+                        e.message()
+                    )
+                })?;
+            added.push(element);
+        }
+        Ok(added)
+    }
+
+    fn update_dhcp_host(
+        &self,
+        net: &VirNetwork,
+        command: sys::virNetworkUpdateCommand,
+        element: &str,
+    ) -> Result<(), virt::error::Error> {
+        let mut flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG;
+        if net.is_active()? {
+            flags |= sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
+        }
+        net.update(command, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, element, flags)
     }
 
     /// Creates the node's system disk overlay ([`volume_xml`]) in storage pool `pool`, unless a
@@ -483,12 +589,26 @@ impl Libvirt {
                     self.uri
                 ),
             }
-            let diff = drift(node, &domain_shape(&xml)?);
-            return Ok(if diff.is_empty() {
-                DomainOutcome::Unchanged
-            } else {
-                DomainOutcome::Drift(diff)
-            });
+            let have = domain_shape(&xml)?;
+            let diff = drift(node, &have);
+            if diff.is_empty() {
+                return Ok(DomainOutcome::Unchanged);
+            }
+            if nics_of(node) != have.nics {
+                return Ok(DomainOutcome::Drift(diff));
+            }
+            let uuid = dom
+                .get_uuid_string()
+                .map_err(|e| anyhow!("{}: domain {name}: {}", self.uri, e.message()))?;
+            let xml = domain_xml(lab, node).replacen(
+                "</name>\n",
+                &format!("</name>\n  <uuid>{uuid}</uuid>\n"),
+                1,
+            );
+            Domain::define_xml(&self.conn, &xml).map_err(|e| {
+                anyhow!("{}: redefining domain {name}: {}", self.uri, e.message())
+            })?;
+            return Ok(DomainOutcome::Redefined(diff));
         }
         Domain::define_xml(&self.conn, &domain_xml(lab, node))
             .map_err(|e| anyhow!("{}: defining domain {name}: {}", self.uri, e.message()))?;
@@ -544,14 +664,25 @@ impl Libvirt {
         Ok(out)
     }
 
-    /// Brings the lab up: networks → volumes (when `pool` is given) → domains → start.
-    /// If a step fails, everything this call created is removed again (in reverse order)
-    /// and the error says so.
-    pub fn up(&self, lab: &Lab, pool: Option<&str>) -> anyhow::Result<UpReport> {
+    /// Brings the lab up: networks (DHCP reservations on a reused one) → storage pool →
+    /// overlays and seeds → domains → start. `lab` is updated to what was realised: addresses
+    /// on a reused network's subnet and the pool's directory as image directory. `seeds` are
+    /// the seed images by node name (nodes without one get no seed volume). If a step fails,
+    /// everything this call created is removed again (in reverse order) and the error says so.
+    pub fn up(
+        &self,
+        lab: &mut Lab,
+        pool: Option<&str>,
+        seeds: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<UpReport> {
         let mut rollback = Rollback::new();
         let mut report = UpReport::default();
-        match self.up_steps(lab, pool, &mut rollback, &mut report) {
-            Ok(()) => Ok(report),
+        match self.up_steps(lab, pool, seeds, &mut rollback, &mut report) {
+            Ok(()) => {
+                report.changed = !rollback.actions().is_empty()
+                    || report.steps.iter().any(|s| s.contains("redefined"));
+                Ok(report)
+            }
             Err(err) => {
                 let undone = rollback.actions().len();
                 let failures = rollback.run(self);
@@ -571,13 +702,15 @@ impl Libvirt {
 
     fn up_steps(
         &self,
-        lab: &Lab,
+        lab: &mut Lab,
         pool: Option<&str>,
+        seeds: &[(String, Vec<u8>)],
         rollback: &mut Rollback,
         report: &mut UpReport,
     ) -> anyhow::Result<()> {
-        for net in &lab.networks {
-            let outcome = self.ensure_network(lab, net)?;
+        for i in 0..lab.networks.len() {
+            let net = lab.networks[i].clone();
+            let outcome = self.ensure_network(lab, &net)?;
             match outcome.change {
                 Change::Created => rollback.push(Undo::RemoveNetwork(net.name.clone())),
                 Change::Started => rollback.push(Undo::StopNetwork(net.name.clone())),
@@ -593,19 +726,63 @@ impl Libvirt {
                 net.name,
                 change_word(&outcome.change)
             ));
-        }
-        if let Some(pool) = pool {
-            for node in &lab.nodes {
-                let (change, path) = self.ensure_volume(lab, node, pool)?;
-                if change == Change::Created {
-                    rollback.push(Undo::DeleteVolume {
-                        pool: pool.to_string(),
-                        name: volume_name(lab, node),
+            if !outcome.created_by_duststack {
+                if let Some((address, prefix)) = outcome.subnet {
+                    lab.rebase_network(&net.name, address, prefix);
+                }
+                let net = lab.networks[i].clone();
+                let added = self.ensure_reservations(&net)?;
+                if !added.is_empty() {
+                    report.steps.push(format!(
+                        "network {}: {} DHCP reservation(s) added",
+                        net.name,
+                        added.len()
+                    ));
+                }
+                for xml in added {
+                    rollback.push(Undo::RemoveDhcpHost {
+                        network: net.name.clone(),
+                        xml,
                     });
                 }
-                report
-                    .steps
-                    .push(format!("volume {path}: {}", change_word(&change)));
+            }
+        }
+        let (info, change) = self.ensure_pool(lab, pool)?;
+        if change == Change::Created {
+            rollback.push(Undo::RemovePool(info.name.clone()));
+        }
+        report.steps.push(format!(
+            "pool {} ({}): {}",
+            info.name,
+            info.path,
+            change_word(&change)
+        ));
+        lab.image_dir = info.path.clone();
+        for node in &lab.nodes {
+            let (change, path) = self.ensure_volume(lab, node, &info.name)?;
+            if change == Change::Created {
+                rollback.push(Undo::DeleteVolume {
+                    pool: info.name.clone(),
+                    name: volume_name(lab, node),
+                });
+            }
+            report
+                .steps
+                .push(format!("volume {path}: {}", change_word(&change)));
+            if let Some((_, bytes)) = seeds.iter().find(|(n, _)| *n == node.name) {
+                let name = seed_volume_name(lab, node);
+                let change = self.ensure_bytes_volume(&info.name, &name, bytes)?;
+                if change == Change::Created {
+                    rollback.push(Undo::DeleteVolume {
+                        pool: info.name.clone(),
+                        name: name.clone(),
+                    });
+                }
+                report.steps.push(format!(
+                    "seed {}: {}",
+                    lab.seed_path(node),
+                    change_word(&change)
+                ));
             }
         }
         for node in &lab.nodes {
@@ -616,6 +793,10 @@ impl Libvirt {
                     report.steps.push(format!("domain {name}: created"));
                 }
                 DomainOutcome::Unchanged => report.steps.push(format!("domain {name}: unchanged")),
+                DomainOutcome::Redefined(diff) => report.steps.push(format!(
+                    "domain {name}: redefined ({}); takes effect when it is next stopped and started",
+                    diff.join("; ")
+                )),
                 DomainOutcome::Drift(diff) => {
                     report
                         .steps
@@ -668,6 +849,20 @@ impl Libvirt {
                     }
                 }
             }
+            Undo::RemoveDhcpHost { network, xml } => {
+                if let Some(n) = self.find_network(network)? {
+                    self.update_dhcp_host(&n, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, xml)
+                        .map_err(|e| err(network, e))?;
+                }
+            }
+            Undo::RemovePool(name) => {
+                if let Ok(p) = StoragePool::lookup_by_name(&self.conn, name) {
+                    if p.is_active().map_err(|e| err(name, e))? {
+                        p.destroy().map_err(|e| err(name, e))?;
+                    }
+                    p.undefine().map_err(|e| err(name, e))?;
+                }
+            }
             Undo::DeleteVolume { pool, name } => {
                 let p = self.pool(pool)?;
                 if let Ok(v) = StorageVol::lookup_by_name(&p, name) {
@@ -678,17 +873,17 @@ impl Libvirt {
         Ok(())
     }
 
-    /// Destroys and undefines every domain whose duststack metadata names this lab, deletes
-    /// their overlay volumes in `pool` (when given, and only volumes backed by the lab's base
-    /// image), removes the networks whose metadata says duststack created them for this lab,
-    /// then lists again and fails if anything it created is still there.
+    /// Destroys and undefines every domain whose duststack metadata names this lab (with its
+    /// snapshot metadata), deletes the lab's overlays (only those backed by the lab's base
+    /// image) and seed volumes from its pool, removes the DHCP reservations it added to networks
+    /// it did not create, removes the networks and the pool duststack created for this lab, then
+    /// lists again and fails if anything it created is still there.
     pub fn destroy_lab(&self, lab: &Lab, pool: Option<&str>) -> anyhow::Result<DestroyReport> {
         let mut report = DestroyReport::default();
         let domains = self
             .conn
             .list_all_domains(0)
             .map_err(|e| anyhow!("{}: listing domains: {}", self.uri, e.message()))?;
-        let mut removed_nodes = Vec::new();
         for dom in domains {
             let name = dom
                 .get_name()
@@ -701,13 +896,12 @@ impl Libvirt {
                             anyhow!("{}: destroying domain {name}: {}", self.uri, e.message())
                         })?;
                     }
-                    dom.undefine().map_err(|e| {
-                        anyhow!("{}: undefining domain {name}: {}", self.uri, e.message())
-                    })?;
+                    dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+                        .or_else(|_| dom.undefine())
+                        .map_err(|e| {
+                            anyhow!("{}: undefining domain {name}: {}", self.uri, e.message())
+                        })?;
                     report.domains_removed.push(name);
-                    if let Some(node) = m.node {
-                        removed_nodes.push(node);
-                    }
                 }
                 _ => {
                     if lab.nodes.iter().any(|n| lab.domain_name(n) == name) {
@@ -719,27 +913,41 @@ impl Libvirt {
                 }
             }
         }
-        if let Some(pool) = pool {
-            let p = self.pool(pool)?;
-            for node in lab.nodes.iter().filter(|n| removed_nodes.contains(&n.name)) {
-                let vname = volume_name(lab, node);
-                let Ok(vol) = StorageVol::lookup_by_name(&p, &vname) else {
-                    continue;
-                };
-                let xml = vol
-                    .get_xml_desc(0)
-                    .map_err(|e| anyhow!("{}: volume {vname}: {}", self.uri, e.message()))?;
-                if backing_path(&xml)?.as_deref() == Some(lab.base_image.as_str()) {
-                    vol.delete(0).map_err(|e| {
-                        anyhow!("{}: deleting volume {vname}: {}", self.uri, e.message())
-                    })?;
-                    report.volumes_removed.push(format!("{pool}/{vname}"));
-                } else {
-                    report.kept.push(format!(
-                        "volume {pool}/{vname}: not an overlay on {}",
-                        lab.base_image
-                    ));
+        let still_defined = self.domain_names()?;
+        if let Some(info) = self.find_pool(lab, pool)? {
+            let p = self.pool(&info.name)?;
+            let _ = p.refresh(0);
+            for node in &lab.nodes {
+                if still_defined.contains(&lab.domain_name(node)) {
+                    continue; // a foreign domain of that name may use them
                 }
+                let vname = volume_name(lab, node);
+                if let Ok(vol) = StorageVol::lookup_by_name(&p, &vname) {
+                    let xml = vol
+                        .get_xml_desc(0)
+                        .map_err(|e| anyhow!("{}: volume {vname}: {}", self.uri, e.message()))?;
+                    if backing_path(&xml)?.as_deref() == Some(lab.base_image.as_str()) {
+                        vol.delete(0).map_err(|e| {
+                            anyhow!("{}: deleting volume {vname}: {}", self.uri, e.message())
+                        })?;
+                        report.volumes_removed.push(format!("{}/{vname}", info.name));
+                    } else {
+                        report.kept.push(format!(
+                            "volume {}/{vname}: not an overlay on {}",
+                            info.name, lab.base_image
+                        ));
+                    }
+                }
+                let sname = seed_volume_name(lab, node);
+                if let Ok(vol) = StorageVol::lookup_by_name(&p, &sname) {
+                    vol.delete(0).map_err(|e| {
+                        anyhow!("{}: deleting volume {sname}: {}", self.uri, e.message())
+                    })?;
+                    report.volumes_removed.push(format!("{}/{sname}", info.name));
+                }
+            }
+            if info.created_by_duststack && self.remove_own_pool_if_empty(lab)? {
+                report.pools_removed.push(info.name.clone());
             }
         }
         let networks = self
@@ -758,7 +966,23 @@ impl Libvirt {
                     anyhow!("{}: removing network {name}: {}", self.uri, e.message())
                 })?;
                 report.networks_removed.push(name);
-            } else if lab.network(&name).is_some() {
+            } else if let Some(model) = lab.network(&name) {
+                let macs: Vec<String> = model.hosts.iter().map(|h| h.mac.to_ascii_lowercase()).collect();
+                for host in dhcp_hosts(&xml)?.into_iter().filter(|h| macs.contains(&h.mac)) {
+                    let element = format!("<host mac='{}' ip='{}'/>", host.mac, host.ip);
+                    self.update_dhcp_host(&net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, &element)
+                    .map_err(|e| {
+                        anyhow!(
+                            "{}: removing the reservation of {} from network {name}: {}",
+                            self.uri,
+                            host.mac,
+                            e.message()
+                        )
+                    })?;
+                    report
+                        .reservations_removed
+                        .push(format!("{name}: {} {}", host.mac, host.ip));
+                }
                 report
                     .kept
                     .push(format!("network {name}: not created by duststack, kept"));
@@ -800,8 +1024,8 @@ impl Libvirt {
                 left.push(format!("network {}", net.get_name().unwrap_or_default()));
             }
         }
-        if let Some(pool) = pool {
-            let p = self.pool(pool)?;
+        if let Some(info) = self.find_pool(lab, pool)? {
+            let p = self.pool(&info.name)?;
             for v in &report.volumes_removed {
                 let name = v.rsplit('/').next().unwrap_or(v);
                 if StorageVol::lookup_by_name(&p, name).is_ok() {
@@ -900,4 +1124,53 @@ fn backing_path(xml: &str) -> anyhow::Result<Option<String>> {
         .and_then(|b| b.children().find(|c| c.has_tag_name("path")))
         .and_then(|p| p.text())
         .map(|t| t.trim().to_string()))
+}
+
+/// Address and prefix of a network's `<ip>` element.
+fn network_subnet(xml: &str) -> anyhow::Result<Option<(std::net::Ipv4Addr, u8)>> {
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let Some(ip) = doc
+        .root_element()
+        .children()
+        .find(|c| c.has_tag_name("ip") && c.attribute("family").unwrap_or("ipv4") == "ipv4")
+    else {
+        return Ok(None);
+    };
+    let Some(address) = ip.attribute("address").and_then(|a| a.parse().ok()) else {
+        return Ok(None);
+    };
+    let prefix = match (ip.attribute("prefix"), ip.attribute("netmask")) {
+        (Some(p), _) => p.parse().ok(),
+        (None, Some(m)) => m
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|m| u32::from(m).count_ones() as u8),
+        (None, None) => None,
+    };
+    Ok(prefix.map(|p| (address, p)))
+}
+
+/// The `<dhcp><host>` reservations of a network's XML (MACs lower-cased).
+fn dhcp_hosts(xml: &str) -> anyhow::Result<Vec<DhcpHost>> {
+    let doc =
+        roxmltree::Document::parse(xml).context("libvirt returned XML that does not parse")?;
+    let mut out = Vec::new();
+    for host in doc.descendants().filter(|n| n.has_tag_name("host")) {
+        if !host.parent().is_some_and(|p| p.has_tag_name("dhcp")) {
+            continue;
+        }
+        let (Some(mac), Some(ip)) = (
+            host.attribute("mac"),
+            host.attribute("ip").and_then(|i| i.parse().ok()),
+        ) else {
+            continue;
+        };
+        out.push(DhcpHost {
+            mac: mac.to_ascii_lowercase(),
+            ip,
+            name: host.attribute("name").unwrap_or("").to_string(),
+        });
+    }
+    Ok(out)
 }

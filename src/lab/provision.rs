@@ -1,0 +1,336 @@
+//! `lab up` end to end on libvirt: choose kvm or TCG (by a real probe), make or reuse each
+//! node's seed (host keys generated once, then read back from the seed), bring networks,
+//! storage and domains up, wait until every VM answers SSH as itself, and write the generated
+//! inventory. Shows per-VM progress: created → booting → SSH ready.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+
+use super::generated;
+use super::kvm;
+use super::libvirt::{seed_volume_name, Libvirt, UpReport};
+use super::model::{Lab, SshKeySource, VirtType};
+use super::seed::{self, HostKey};
+use super::seed_image;
+use super::ssh_wait;
+use crate::connection::spec::expand_tilde;
+
+/// Settings of one `lab up` that the lab model does not hold.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Storage pool by name (default: the pool on the lab's image directory, else duststack's own).
+    pub pool: Option<String>,
+    /// Private key for SSH to the VMs (default: `ssh_key` without `.pub`).
+    pub private_key: Option<PathBuf>,
+    /// Directory for `<lab>.yml` and `<lab>.known_hosts`.
+    pub generated_dir: PathBuf,
+    /// How long each VM may take to answer SSH.
+    pub ssh_timeout: Duration,
+    /// The source inventory's `all` variables, copied into the generated inventory.
+    pub lab_vars: Map<String, Value>,
+}
+
+/// What `lab up` did.
+#[derive(Debug)]
+pub struct UpOutcome {
+    /// The libvirt steps and drift.
+    pub report: UpReport,
+    /// The lab as realised (addresses on reused networks, pool directory, virt type).
+    pub lab: Lab,
+    /// Seconds until SSH answered, per node.
+    pub ready: Vec<(String, Duration)>,
+    /// The generated inventory and whether it was (re)written.
+    pub inventory: (PathBuf, bool),
+    /// Whether anything changed at all.
+    pub changed: bool,
+}
+
+/// kvm when asked for and usable (probed locally, or per libvirt's capabilities for a remote
+/// hypervisor), else qemu (TCG) with a warning on stderr.
+pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType) -> VirtType {
+    if wanted != VirtType::Kvm {
+        return wanted;
+    }
+    let local = !lv.uri().contains("://") || lv.uri().contains(":///");
+    let verdict = if local {
+        kvm::probe(kvm::PROBE_TIMEOUT)
+    } else {
+        lv.supports_kvm()
+    };
+    match verdict {
+        Ok(()) => VirtType::Kvm,
+        Err(why) => {
+            eprintln!(
+                "warning: KVM is not usable ({why}); the VMs run under TCG (domain type qemu), much slower"
+            );
+            VirtType::Qemu
+        }
+    }
+}
+
+/// The user's public key line(s) from `ssh_key`.
+fn authorized_keys(lab: &Lab) -> anyhow::Result<Vec<String>> {
+    match &lab.ssh_public_key {
+        SshKeySource::Literal(line) => Ok(vec![line.clone()]),
+        SshKeySource::Path(path) => {
+            let p = expand_tilde(path);
+            let text = std::fs::read_to_string(&p).with_context(|| {
+                format!(
+                    "ssh_key: cannot read {} (create a key with `ssh-keygen -t ed25519` or point ssh_key at yours)",
+                    p.display()
+                )
+            })?;
+            Ok(text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect())
+        }
+    }
+}
+
+/// The private key matching `ssh_key` (its path without `.pub`), if that file exists.
+pub fn default_private_key(lab: &Lab) -> Option<PathBuf> {
+    match &lab.ssh_public_key {
+        SshKeySource::Path(p) => {
+            let private = expand_tilde(p.strip_suffix(".pub")?);
+            private.exists().then_some(private)
+        }
+        SshKeySource::Literal(_) => None,
+    }
+}
+
+/// Per node: the seed image to upload (None when a seed volume exists already) and the
+/// host public key the VM will present.
+fn seeds(
+    lv: &Libvirt,
+    lab: &Lab,
+    pool: Option<&str>,
+) -> anyhow::Result<(Vec<(String, Vec<u8>)>, Vec<(String, String)>)> {
+    let keys = authorized_keys(lab)?;
+    let pool = lv.find_pool(lab, pool)?;
+    let mut images = Vec::new();
+    let mut host_keys = Vec::new();
+    for node in &lab.nodes {
+        let existing = match &pool {
+            Some(p) => lv.read_volume(&p.name, &seed_volume_name(lab, node))?,
+            None => None,
+        };
+        if let Some(image) = existing {
+            let public = seed_image::read(&image, "duststack/ssh_host_ed25519_key.pub")?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the seed volume of {} has no duststack/ssh_host_ed25519_key.pub; \
+                         run `lab down` and `lab up` to recreate the lab",
+                        node.name
+                    )
+                })?;
+            host_keys.push((
+                node.name.clone(),
+                String::from_utf8_lossy(&public).trim().to_string(),
+            ));
+            continue;
+        }
+        let hk: HostKey = seed::generate_host_key(&format!("root@{}", node.hostname))?;
+        let rendered = seed::render(lab, node, &keys, std::slice::from_ref(&hk))?;
+        let files = rendered.files(node, &keys, std::slice::from_ref(&hk))?;
+        images.push((node.name.clone(), seed_image::build(&files)?));
+        host_keys.push((node.name.clone(), hk.public_line.clone()));
+    }
+    Ok((images, host_keys))
+}
+
+/// One line per VM on a terminal (spinners), plain lines otherwise.
+struct Progress {
+    bars: Vec<(String, ProgressBar)>,
+}
+
+impl Progress {
+    fn new(names: &[String]) -> Progress {
+        let multi = MultiProgress::new();
+        let tty = console_is_tty();
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+        let style = ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bars = names
+            .iter()
+            .map(|n| {
+                let bar = if tty {
+                    let b = multi.add(ProgressBar::new_spinner());
+                    b.set_style(style.clone());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                } else {
+                    ProgressBar::hidden()
+                };
+                bar.set_prefix(format!("{n:<width$}"));
+                (n.clone(), bar)
+            })
+            .collect();
+        Progress { bars }
+    }
+
+    fn set(&self, node: &str, state: &str) {
+        if let Some((_, bar)) = self.bars.iter().find(|(n, _)| n == node) {
+            if bar.is_hidden() {
+                println!("{node}: {state}");
+            } else {
+                bar.set_message(state.to_string());
+            }
+        }
+    }
+
+    fn finish(&self, node: &str, state: &str) {
+        if let Some((_, bar)) = self.bars.iter().find(|(n, _)| n == node) {
+            if bar.is_hidden() {
+                println!("{node}: {state}");
+            } else {
+                bar.finish_with_message(state.to_string());
+            }
+        }
+    }
+}
+
+fn console_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// Runs `lab up` on libvirt (see the module doc).
+pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome> {
+    let mut lab = lab.clone();
+    lab.virt_type = effective_virt_type(lv, lab.virt_type);
+    for path in [&lab.base_image, &lab.kernel, &lab.initrd] {
+        if !lv.uri().contains("+ssh") && !Path::new(path).exists() {
+            anyhow::bail!(
+                "{path} does not exist: build the base image with `duststack image build` \
+                 (or set base_image/base_kernel/base_initrd); nothing was created"
+            );
+        }
+    }
+    let (seed_images, host_keys) = seeds(lv, &lab, opts.pool.as_deref())?;
+    let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
+    let progress = Progress::new(&names);
+    for n in &names {
+        progress.set(n, "defining");
+    }
+    let report = lv.up(&mut lab, opts.pool.as_deref(), &seed_images)?;
+    for node in &lab.nodes {
+        let domain = lab.domain_name(node);
+        let created = report
+            .steps
+            .iter()
+            .any(|s| s == &format!("domain {domain}: created"));
+        let started = report
+            .steps
+            .iter()
+            .any(|s| s == &format!("start {domain}: started"));
+        let state = match (created, started) {
+            (true, _) => "created → booting",
+            (false, true) => "started → booting",
+            (false, false) => "running → checking SSH",
+        };
+        progress.set(&node.name, state);
+    }
+
+    let (inv_path, kh_path) = generated::paths(&opts.generated_dir, &lab);
+    let kh_changed =
+        generated::write_if_changed(&kh_path, &generated::known_hosts(&lab, &host_keys)?)?;
+    let key = opts.private_key.clone().or_else(|| default_private_key(&lab));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let results = rt.block_on(async {
+        let waits = lab.nodes.iter().map(|node| {
+            let address = node.nat_nic().ip.to_string();
+            let key = key.clone();
+            let kh = kh_path.clone();
+            let progress = &progress;
+            async move {
+                let r = ssh_wait::wait_ready(
+                    &address,
+                    &node.hostname,
+                    key.as_deref(),
+                    &kh,
+                    opts.ssh_timeout,
+                )
+                .await;
+                match &r {
+                    Ok(t) => progress.finish(
+                        &node.name,
+                        &format!("SSH ready at {address} ({:.1}s)", t.as_secs_f64()),
+                    ),
+                    Err(_) => progress.finish(&node.name, "SSH not ready"),
+                }
+                (node.name.clone(), r)
+            }
+        });
+        futures::future::join_all(waits).await
+    });
+    let mut ready = Vec::new();
+    let mut failures = Vec::new();
+    for (name, r) in results {
+        match r {
+            Ok(t) => ready.push((name, t)),
+            Err(e) => {
+                let tail = lab
+                    .node(&name)
+                    .map(|n| console_tail(&lab.console_log_path(n), 15))
+                    .unwrap_or_default();
+                failures.push(format!("{name}: {e:#}{tail}"));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "the lab's VMs were created but {} of them did not come up (they are left running for \
+             inspection; `duststack lab down` removes them):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    let yaml = generated::inventory_yaml(
+        &lab,
+        &opts.lab_vars,
+        key.as_deref(),
+        &absolute(&kh_path),
+        lv.uri(),
+    );
+    let inv_changed = generated::write_if_changed(&inv_path, &yaml)?;
+    let changed = report.changed || inv_changed || kh_changed;
+    Ok(UpOutcome {
+        report,
+        lab,
+        ready,
+        inventory: (inv_path, inv_changed),
+        changed,
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The last `lines` lines of a console log, indented, for error messages (empty if unreadable).
+fn console_tail(path: &str, lines: usize) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    format!(
+        "\n  last console lines ({path}):\n{}",
+        all[from..]
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
