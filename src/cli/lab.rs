@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::connection::spec::expand_tilde;
 use crate::inventory::Inventory;
 use crate::lab::generated;
 use crate::lab::libvirt::{Libvirt, NodeStatus, DEFAULT_URI};
@@ -86,6 +87,7 @@ pub enum LabAction {
 
 struct Resolved {
     inv: Inventory,
+    private_key: Option<PathBuf>,
     lab: Lab,
     lv: Libvirt,
     uri: String,
@@ -108,9 +110,15 @@ fn resolve(target: &Target) -> anyhow::Result<Resolved> {
         .generated_dir
         .clone()
         .unwrap_or_else(|| generated::default_dir(&target.inventory[0]));
+    let private_key = ["ansible_ssh_private_key_file", "private_key_file"]
+        .iter()
+        .find_map(|k| all.get(*k).and_then(|v| v.as_str()))
+        .map(expand_tilde)
+        .or_else(|| provision::default_private_key(&lab));
     let lv = Libvirt::connect(&uri)?;
     Ok(Resolved {
         inv,
+        private_key,
         lab,
         lv,
         uri,
@@ -141,7 +149,25 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
             for d in r.lv.restore_lab(&r.lab, &s.name)? {
                 println!("{d}: restored to {}", s.name);
             }
-            Ok(ExitCode::SUCCESS)
+            // The guests' clocks went back to snapshot time: set them to now.
+            let (_, known_hosts) = generated::paths(&r.generated_dir, &r.lab);
+            let mut failed = false;
+            for (node, result) in
+                provision::set_clocks(&r.lab, r.private_key.as_deref(), &known_hosts)?
+            {
+                match result {
+                    Ok(()) => println!("{node}: clock set to the host's time"),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{node}: could not set the clock: {e:#}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -149,12 +175,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
 fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let r = resolve(&args.target)?;
     let all = r.inv.group_vars("all")?;
-    let private_key = args.private_key.clone().or_else(|| {
-        ["ansible_ssh_private_key_file", "private_key_file"]
-            .iter()
-            .find_map(|k| all.get(*k).and_then(|v| v.as_str()))
-            .map(crate::connection::spec::expand_tilde)
-    });
+    let private_key = args.private_key.clone().or_else(|| r.private_key.clone());
     let opts = UpOptions {
         pool: r.pool.clone(),
         private_key,

@@ -31,6 +31,12 @@ pub enum TestbedAction {
         #[arg(long, default_value = "dslab")]
         name: String,
     },
+    /// A libvirt hypervisor (libvirtd + virtlogd) in its own network namespace, for `lab up`.
+    Hypervisor {
+        /// `up` or `down`.
+        #[command(subcommand)]
+        action: HypervisorAction,
+    },
     /// Stop the hosts and remove their namespaces and files.
     Down {
         /// The directory given to `up`.
@@ -38,6 +44,23 @@ pub enum TestbedAction {
         dir: PathBuf,
         /// The name given to `up`.
         #[arg(long, default_value = "dslab")]
+        name: String,
+    },
+}
+
+/// `testbed hypervisor` actions.
+#[derive(Debug, clap::Subcommand)]
+pub enum HypervisorAction {
+    /// Create namespace NAME and start virtlogd and libvirtd in it.
+    Up {
+        /// Network namespace name.
+        #[arg(long, default_value = "dsvirt")]
+        name: String,
+    },
+    /// Stop the daemons, kill what is left in the namespace (VMs, dnsmasq), remove it.
+    Down {
+        /// Network namespace name.
+        #[arg(long, default_value = "dsvirt")]
         name: String,
     },
 }
@@ -64,6 +87,24 @@ pub fn run(args: &TestbedArgs) -> Result<ExitCode> {
                 bed.control_ns(),
                 bed.inventory_path().display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        TestbedAction::Hypervisor {
+            action: HypervisorAction::Up { name },
+        } => {
+            let mut hv = testbed::hypervisor::Hypervisor::start(name)?;
+            hv.keep = true;
+            println!("libvirtd runs in network namespace {name}; use it with:");
+            println!("  ip netns exec {name} duststack lab up -i INVENTORY");
+            println!("  ip netns exec {name} virsh list --all");
+            Ok(ExitCode::SUCCESS)
+        }
+        TestbedAction::Hypervisor {
+            action: HypervisorAction::Down { name },
+        } => {
+            for line in testbed::hypervisor::stop(name) {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         TestbedAction::Down { dir, name } => {

@@ -80,11 +80,12 @@ impl Xml {
     }
 }
 
-/// The kernel command line for a node: root on the overlay, serial console, NoCloud,
+/// The kernel command line for a node: root on the overlay, a quiet serial console (every
+/// console byte is slow under TCG), NoCloud,
 /// and a unique machine id (so clones of one image never share a DHCP DUID).
 pub fn kernel_cmdline(node: &Node) -> String {
     format!(
-        "root=/dev/vda rw console=ttyS0 ds=nocloud systemd.machine_id={}",
+        "root=/dev/vda rw console=ttyS0 quiet ds=nocloud systemd.machine_id={}",
         node.machine_id
     )
 }
@@ -274,7 +275,7 @@ mod tests {
         );
         let cmdline = text(d, &["os", "cmdline"]);
         assert!(
-            cmdline.starts_with("root=/dev/vda rw console=ttyS0 ds=nocloud"),
+            cmdline.starts_with("root=/dev/vda rw console=ttyS0 quiet ds=nocloud"),
             "{cmdline}"
         );
         assert!(cmdline.contains(&format!("systemd.machine_id={}", node.machine_id)));

@@ -51,13 +51,13 @@ pub struct UpOutcome {
 
 /// kvm when asked for and usable (probed locally, or per libvirt's capabilities for a remote
 /// hypervisor), else qemu (TCG) with a warning on stderr.
-pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType) -> VirtType {
+pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType, kernel: &Path) -> VirtType {
     if wanted != VirtType::Kvm {
         return wanted;
     }
     let local = !lv.uri().contains("://") || lv.uri().contains(":///");
     let verdict = if local {
-        kvm::probe(kvm::PROBE_TIMEOUT)
+        kvm::probe(kernel, kvm::PROBE_TIMEOUT)
     } else {
         lv.supports_kvm()
     };
@@ -70,6 +70,45 @@ pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType) -> VirtType {
             VirtType::Qemu
         }
     }
+}
+
+/// Fails before anything is created when the VMs that `up` would start need more memory than
+/// the hypervisor has available (MemAvailable for a local one, libvirt's free memory otherwise).
+fn check_memory(lv: &Libvirt, lab: &Lab) -> anyhow::Result<()> {
+    let status = lv.status(lab)?;
+    let needed: u64 = lab
+        .nodes
+        .iter()
+        .zip(&status)
+        .filter(|(_, s)| s.state != super::libvirt::NodeState::Running)
+        .map(|(n, _)| n.memory_mib)
+        .sum();
+    if needed == 0 {
+        return Ok(());
+    }
+    let local = lv.uri().contains(":///");
+    let available_mib = if local {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("MemAvailable:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map(|kb| kb / 1024)
+    } else {
+        lv.free_memory_mib().ok()
+    };
+    if let Some(avail) = available_mib {
+        if needed > avail {
+            anyhow::bail!(
+                "the lab's VMs need {needed} MiB of memory but the hypervisor has {avail} MiB \
+                 available; lower vmem or the node count (nothing was created)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The user's public key line(s) from `ssh_key`.
@@ -204,7 +243,6 @@ fn console_is_tty() -> bool {
 /// Runs `lab up` on libvirt (see the module doc).
 pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome> {
     let mut lab = lab.clone();
-    lab.virt_type = effective_virt_type(lv, lab.virt_type);
     for path in [&lab.base_image, &lab.kernel, &lab.initrd] {
         if !lv.uri().contains("+ssh") && !Path::new(path).exists() {
             anyhow::bail!(
@@ -213,6 +251,9 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
             );
         }
     }
+    let kernel = PathBuf::from(&lab.kernel);
+    lab.virt_type = effective_virt_type(lv, lab.virt_type, &kernel);
+    check_memory(lv, &lab)?;
     let (seed_images, host_keys) = seeds(lv, &lab, opts.pool.as_deref())?;
     let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
     let progress = Progress::new(&names);
@@ -333,4 +374,54 @@ fn console_tail(path: &str, lines: usize) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     )
+}
+
+/// After `lab restore`: every VM's clock is where it was at snapshot time, so each one gets the
+/// host's current time over SSH (labs are offline: NTP cannot fix it). Returns per node what
+/// happened.
+pub fn set_clocks(
+    lab: &Lab,
+    private_key: Option<&Path>,
+    known_hosts: &Path,
+) -> anyhow::Result<Vec<(String, anyhow::Result<()>)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(async {
+        let jobs = lab.nodes.iter().map(|node| async move {
+            let address = node.nat_nic().ip.to_string();
+            let r = async {
+                ssh_wait::wait_ready(
+                    &address,
+                    &node.hostname,
+                    private_key,
+                    known_hosts,
+                    Duration::from_secs(60),
+                )
+                .await?;
+                let mut spec = crate::connection::ConnectionSpec::ssh(
+                    &address,
+                    22,
+                    "root",
+                    private_key,
+                    known_hosts,
+                );
+                spec.command_timeout = Some(Duration::from_secs(20));
+                let conn = crate::connection::connect(&spec).await?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let out = conn.exec(&format!("date -u -s @{now} >/dev/null"), None).await;
+                conn.close().await;
+                let out = out?;
+                anyhow::ensure!(out.rc == 0, "date -s failed: {}", out.stderr_str().trim());
+                Ok(())
+            }
+            .await;
+            (node.name.clone(), r)
+        });
+        futures::future::join_all(jobs).await
+    }))
 }

@@ -13,6 +13,8 @@
 //! authentication is testable without touching the machine's real accounts, and give root a
 //! per-host home directory (the real `/root/.bashrc` runs `pyenv init`, ~300 ms per command).
 
+pub mod hypervisor;
+
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsRawFd;

@@ -367,6 +367,14 @@ impl Libvirt {
             .map_err(|e| format!("{} offers no kvm domains: {}", self.uri, e.message()))
     }
 
+    /// Free memory of the hypervisor host in MiB (as libvirt reports it).
+    pub fn free_memory_mib(&self) -> anyhow::Result<u64> {
+        self.conn
+            .get_free_memory()
+            .map(|b| b / (1024 * 1024))
+            .map_err(|e| anyhow!("{}: free memory: {}", self.uri, e.message()))
+    }
+
     /// The URI this connection was opened with.
     pub fn uri(&self) -> &str {
         &self.uri

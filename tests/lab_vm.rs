@@ -1,0 +1,307 @@
+//! `duststack lab` end to end on real VMs: libvirtd and virtlogd run inside a network namespace
+//! this test creates (nothing touches the machine's own network), the base image comes from
+//! `duststack image build`, and three TCG VMs (1 vCPU, 1 GiB) are brought up, checked over SSH
+//! with the host keys duststack generated, snapshotted and restored, and removed again.
+//!
+//! Needs root, qemu-system-x86, libvirt-daemon-system, dnsmasq-base, debootstrap (see
+//! scripts/install-deps.sh); it fails loudly when one is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use duststack::testbed::hypervisor::Hypervisor;
+
+const DUSTSTACK: &str = env!("CARGO_BIN_EXE_duststack");
+const LAB: &str = "dstlab";
+const NODES: [&str; 3] = ["k8s-master-1", "k8s-node-1", "k8s-node-2"];
+
+/// The base image, built once per machine and reused by later runs (and by tests/image_build.rs).
+fn image_dir() -> PathBuf {
+    std::env::var_os("DUSTSTACK_TEST_IMAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/duststack-test-images"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Lab {
+    hv: Hypervisor,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn duststack(&self, args: &[&str]) -> Output {
+        let mut c = self.hv.command(DUSTSTACK);
+        c.args(args).env("NO_COLOR", "1");
+        c.output().unwrap()
+    }
+
+    fn lab(&self, action: &str, extra: &[&str]) -> Output {
+        let inv = self.dir.join("inventory");
+        let mut args = vec!["lab", action, "-i", inv.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.duststack(&args)
+    }
+
+    fn virsh(&self, args: &[&str]) -> String {
+        let mut c = self.hv.command("virsh");
+        c.args(["-c", "qemu:///system"]).args(args);
+        ok(c.output().unwrap())
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.join(format!("generated/{LAB}.known_hosts"))
+    }
+
+    /// Runs `command` on `address` as root with the system ssh client, strict host keys from
+    /// the generated known_hosts file only.
+    fn ssh(&self, address: &str, command: &str) -> Output {
+        let kh = format!("UserKnownHostsFile={}", self.known_hosts().display());
+        let mut c = self.hv.command("ssh");
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            &kh,
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-i",
+        ])
+        .arg(self.dir.join("id_ed25519"))
+        .arg(format!("root@{address}"))
+        .arg(command);
+        c.output().unwrap()
+    }
+}
+
+fn write_inventory(dir: &Path, base: &Path, vmem: &str) {
+    let inv = dir.join("inventory");
+    std::fs::create_dir_all(inv.join("group_vars")).unwrap();
+    std::fs::write(
+        inv.join("hosts"),
+        "[k8s_master]\nk8s-master-1\n\n[k8s_node]\nk8s-node-1\nk8s-node-2\n",
+    )
+    .unwrap();
+    let stem = base.with_extension("");
+    std::fs::write(
+        inv.join("group_vars/all.yml"),
+        format!(
+            "lab_name: {LAB}\n\
+             k8s_master_nodes: [k8s-master-1]\n\
+             k8s_nodes: [k8s-node-1, k8s-node-2]\n\
+             vcpu: 1\n\
+             vmem: {vmem}\n\
+             lab_allow_small_nodes: true\n\
+             virt_disk_size: 8G\n\
+             virt_type: kvm\n\
+             nic1: default\n\
+             nic2: dstinternal\n\
+             nic2_cidr: 192.168.77.0/24\n\
+             virt_disk_image_path: {images}\n\
+             virt_log_path: {logs}\n\
+             base_image: {base}\n\
+             base_kernel: {stem}.vmlinuz\n\
+             base_initrd: {stem}.initrd\n\
+             ssh_key: {key}.pub\n\
+             k8s_runtime_environment: containerd\n",
+            images = dir.join("images").display(),
+            logs = dir.join("logs").display(),
+            base = base.display(),
+            stem = stem.display(),
+            key = dir.join("id_ed25519").display(),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn lab_vm_up_ssh_snapshot_down() {
+    // Base image (built once, cached by `image build` itself).
+    let started = Instant::now();
+    std::fs::create_dir_all(image_dir()).unwrap();
+    let base = image_dir().join("debian-12.qcow2");
+    let out = Command::new(DUSTSTACK)
+        .args(["image", "build", "--output"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    ok(out);
+    println!("timing: base image ready in {:.1}s", started.elapsed().as_secs_f64());
+
+    let tmp = tempfile::Builder::new()
+        .prefix("duststack-labvm-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
+    // qemu runs as libvirt-qemu: the lab's directories must be reachable.
+    for sub in ["images", "logs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let _ = Command::new("chmod").args(["755"]).arg(&dir).status();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "student@lab", "-f"])
+        .arg(dir.join("id_ed25519"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let hv = Hypervisor::start(&format!("dstvirt{}", std::process::id())).unwrap();
+    let lab = Lab { hv, dir: dir.clone() };
+
+    // Bad input first: too much memory → clear error, nothing created.
+    write_inventory(&dir, &base, "200G");
+    let out = lab.lab("up", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("need") && err.contains("available"), "{err}");
+    assert!(err.contains("nothing was created"), "{err}");
+    assert_eq!(lab.virsh(&["list", "--all", "--name"]).trim(), "");
+    // A missing base image → clear error, nothing created.
+    write_inventory(&dir, &dir.join("no-such-image.qcow2"), "1024");
+    let out = lab.lab("up", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist") && err.contains("image build"), "{err}");
+    assert_eq!(lab.virsh(&["list", "--all", "--name"]).trim(), "");
+    assert!(!lab.virsh(&["net-list", "--all", "--name"]).contains("dstinternal"));
+
+    // up: three VMs from the base image to SSH-ready.
+    write_inventory(&dir, &base, "1024");
+    let t = Instant::now();
+    let out = lab.lab("up", &[]);
+    let up_secs = t.elapsed().as_secs_f64();
+    let stdout = ok(out);
+    println!("{stdout}");
+    println!("timing: lab up (3 VMs, TCG) from base image to all SSH-ready in {up_secs:.1}s");
+    assert!(stdout.contains(&format!("lab {LAB}: up")), "{stdout}");
+
+    // The generated inventory: groups, addresses, connection variables.
+    let inv_path = dir.join(format!("generated/{LAB}.yml"));
+    let inv = duststack::inventory::Inventory::load(std::slice::from_ref(&inv_path)).unwrap();
+    assert_eq!(inv.group_hosts("k8s_master"), ["k8s-master-1"]);
+    assert_eq!(inv.group_hosts("k8s_node"), ["k8s-node-1", "k8s-node-2"]);
+    let mut machine_ids = Vec::new();
+    for node in NODES {
+        let vars = inv.vars_for_host(node, None).unwrap();
+        let nat = vars["ansible_host"].as_str().unwrap().to_string();
+        let internal = vars["internal_ip"].as_str().unwrap().to_string();
+        assert!(nat.starts_with("192.168.122."), "{nat}");
+        assert!(internal.starts_with("192.168.77."), "{internal}");
+        assert_eq!(vars["k8s_runtime_environment"], "containerd");
+        // SSH answers with the host key duststack generated (strict check against the
+        // generated known_hosts only), with the node's own name, id and both addresses.
+        let out = lab.ssh(&nat, "hostname; cat /etc/machine-id; ip -4 -o addr show");
+        let answer = ok(out);
+        let mut lines = answer.lines();
+        assert_eq!(lines.next(), Some(node), "{answer}");
+        let mid = lines.next().unwrap_or_default().trim().to_string();
+        assert_eq!(mid.len(), 32, "{answer}");
+        machine_ids.push(mid);
+        assert!(answer.contains(&format!("inet {nat}/24")), "{answer}");
+        assert!(answer.contains(&format!("inet {internal}/24")), "{answer}");
+        // The internal network works between VMs (from this VM to the master's address).
+        let master_internal = inv.vars_for_host("k8s-master-1", None).unwrap()["internal_ip"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ok(lab.ssh(&nat, &format!("busybox ping -c1 -W5 {master_internal}")));
+    }
+    machine_ids.sort();
+    machine_ids.dedup();
+    assert_eq!(machine_ids.len(), 3, "machine ids must differ");
+
+    // The engine uses the generated inventory as is (strict host keys, key auth).
+    let play = dir.join("touch.yml");
+    std::fs::write(
+        &play,
+        "- hosts: k8s_virt\n  gather_facts: false\n  tasks:\n    - copy:\n        dest: /root/from-duststack\n        content: \"{{ inventory_hostname }}\\n\"\n",
+    )
+    .unwrap();
+    let out = lab.duststack(&[
+        "play",
+        play.to_str().unwrap(),
+        "-i",
+        inv_path.to_str().unwrap(),
+    ]);
+    let played = ok(out);
+    assert!(played.contains("changed=1"), "{played}");
+    let first_nat = inv.vars_for_host("k8s-node-2", None).unwrap()["ansible_host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ok(lab.ssh(&first_nat, "cat /root/from-duststack")), "k8s-node-2\n");
+
+    // A second up changes nothing.
+    let t = Instant::now();
+    let again = ok(lab.lab("up", &[]));
+    println!("timing: second lab up {:.1}s", t.elapsed().as_secs_f64());
+    assert!(
+        again.contains(&format!("lab {LAB}: no change")),
+        "{again}"
+    );
+    assert!(!again.contains(": created"), "{again}");
+
+    // status table.
+    let table = ok(lab.lab("status", &[]));
+    for node in NODES {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("running") && row.contains("1024MiB"), "{row}");
+    }
+
+    // snapshot → change → restore: the change is gone, SSH still answers.
+    let t = Instant::now();
+    ok(lab.lab("snapshot", &["class-start"]));
+    println!("timing: snapshot {:.1}s", t.elapsed().as_secs_f64());
+    ok(lab.ssh(&first_nat, "rm /root/from-duststack && sync"));
+    let t = Instant::now();
+    ok(lab.lab("restore", &["class-start"]));
+    println!("timing: restore {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(ok(lab.ssh(&first_nat, "cat /root/from-duststack")), "k8s-node-2\n");
+
+    // down removes everything duststack created, and nothing else.
+    let t = Instant::now();
+    let down = ok(lab.lab("down", &[]));
+    println!("timing: lab down {:.1}s", t.elapsed().as_secs_f64());
+    println!("{down}");
+    assert_eq!(lab.virsh(&["list", "--all", "--name"]).trim(), "");
+    let nets = lab.virsh(&["net-list", "--all", "--name"]);
+    assert!(!nets.contains("dstinternal"), "{nets}");
+    let default_net = lab.virsh(&["net-dumpxml", "default"]);
+    assert!(!default_net.contains("52:54:00") || !default_net.contains("<host "), "{default_net}");
+    let pools = lab.virsh(&["pool-list", "--all", "--name"]);
+    assert!(!pools.contains(&format!("duststack-{LAB}")), "{pools}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!dir.join(format!("generated/{LAB}.yml")).exists());
+    assert!(!lab.known_hosts().exists());
+    let logs: Vec<_> = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(logs.is_empty(), "{logs:?}");
+}
