@@ -12,7 +12,9 @@ pub mod flow;
 pub mod host;
 pub mod options;
 
-pub use flow::{down, listing, status, up, DownReport, Item, Listing, NodeAddresses, UpReport, VmStatus};
+pub use flow::{
+    down, listing, status, up, DownReport, Item, Listing, NodeAddresses, UpReport, VmStatus,
+};
 pub use host::{HyperVError, HyperVHost};
 pub use options::{HyperVOptions, NatSwitch};
 
@@ -218,7 +220,9 @@ pub fn render_status(lab: &Lab, opts: &HyperVOptions) -> String {
     s.push_str("    $ips = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object { $_.IPAddresses } | Where-Object { $_ -match '^\\d+\\.\\d+\\.\\d+\\.\\d+$' })\n");
     s.push_str("    [void]$vms.Add([ordered]@{ name = $name; exists = $true; state = [string]$vm.State; vcpu = [int]$vm.ProcessorCount; memory_mib = [int64]($vm.MemoryStartup / 1MB); owned = ($vm.Notes -eq $mark); addresses = $ips })\n");
     s.push_str("}\n");
-    s.push_str("$marked = @(Get-VM | Where-Object { $_.Notes -eq $mark } | ForEach-Object { $_.Name })\n");
+    s.push_str(
+        "$marked = @(Get-VM | Where-Object { $_.Notes -eq $mark } | ForEach-Object { $_.Name })\n",
+    );
     s.push_str("$switches = @(Get-VMSwitch | Where-Object { $_.Notes -eq $mark } | ForEach-Object { $_.Name })\n");
     s.push_str(&format!(
         "$files = @({} | Where-Object {{ Test-Path -LiteralPath $_ }})\n",

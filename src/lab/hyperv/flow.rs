@@ -189,7 +189,11 @@ fn items(host: &HyperVHost, kind: &str, v: &Value) -> Result<Vec<Item>, HyperVEr
 /// seed step) to `opts.seed_path` unless the host has it already, runs the up script, then
 /// polls until every VM reports its internal address (the static one from its seed) or
 /// `opts.wait_timeout` passes. A second `up` reports no change.
-pub async fn up(lab: &Lab, opts: &HyperVOptions, host: &HyperVHost) -> Result<UpReport, HyperVError> {
+pub async fn up(
+    lab: &Lab,
+    opts: &HyperVOptions,
+    host: &HyperVHost,
+) -> Result<UpReport, HyperVError> {
     let mut report = UpReport::default();
 
     // 1. seeds
@@ -206,7 +210,11 @@ pub async fn up(lab: &Lab, opts: &HyperVOptions, host: &HyperVHost) -> Result<Up
     }
     let paths: Vec<String> = seeds.iter().map(|(_, p, _)| p.clone()).collect();
     let present = host
-        .run_script("files", &render_file_hashes(&paths), &opts.script_path("files"))
+        .run_script(
+            "files",
+            &render_file_hashes(&paths),
+            &opts.script_path("files"),
+        )
         .await?;
     #[derive(Deserialize)]
     struct Present {
@@ -332,7 +340,11 @@ pub async fn listing(
     host: &HyperVHost,
 ) -> Result<Listing, HyperVError> {
     let v = host
-        .run_script("status", &render_status(lab, opts), &opts.script_path("status"))
+        .run_script(
+            "status",
+            &render_status(lab, opts),
+            &opts.script_path("status"),
+        )
         .await?;
     let raw: RawListing = parse(host, "status", v)?;
     let mut vms = Vec::new();

@@ -237,7 +237,10 @@ impl HyperVHost {
         let got = PutResult {
             path: v["path"].as_str().unwrap_or(path).to_string(),
             bytes: v["bytes"].as_u64().unwrap_or(0),
-            sha256: v["sha256"].as_str().unwrap_or_default().to_ascii_uppercase(),
+            sha256: v["sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_uppercase(),
         };
         let want = sha256_hex(data);
         if got.sha256 != want || got.bytes != data.len() as u64 {
@@ -450,7 +453,9 @@ fn clixml_unescape(s: &str) -> String {
     let mut rest = s.as_str();
     while let Some(pos) = rest.find("_x") {
         let candidate = rest.get(pos + 2..pos + 7);
-        match candidate.filter(|c| c.ends_with('_') && c[..4].chars().all(|h| h.is_ascii_hexdigit())) {
+        match candidate
+            .filter(|c| c.ends_with('_') && c[..4].chars().all(|h| h.is_ascii_hexdigit()))
+        {
             Some(c) => {
                 units.extend(rest[..pos].encode_utf16());
                 units.push(u16::from_str_radix(&c[..4], 16).unwrap_or(0xFFFD));

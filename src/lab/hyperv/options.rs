@@ -162,8 +162,7 @@ impl HyperVOptions {
                 None
             }
             Some(host) => {
-                if host.chars().any(|c| c.is_whitespace() || c.is_control()) || host.contains('@')
-                {
+                if host.chars().any(|c| c.is_whitespace() || c.is_control()) || host.contains('@') {
                     return Err(bad(
                         "hyperv_host",
                         &host,
@@ -257,10 +256,9 @@ fn check_windows_path(var: &str, path: &str) -> Result<(), LabError> {
             "an absolute Windows path like C:\\ProgramData\\duststack\\classroom",
         ));
     }
-    if let Some(c) = path
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '"' | '%' | '$' | '`' | '/' | '*' | '?' | '<' | '>' | '|'))
-    {
+    if let Some(c) = path.chars().find(|c| {
+        c.is_control() || matches!(c, '"' | '%' | '$' | '`' | '/' | '*' | '?' | '<' | '>' | '|')
+    }) {
         return Err(bad(
             var,
             path,
