@@ -1,81 +1,24 @@
 //! The lab as PowerShell for Hyper-V: an `up` script (switches, differencing disks, Gen 2 VMs
-//! with static MACs and a seed DVD), a script that waits for guest addresses, and a `down`
-//! script that removes only what duststack created (marked through `Notes`).
+//! with static MACs and a seed DVD), a `status` script (one poll of states and guest addresses),
+//! a `down` script that removes only what duststack created (marked through `Notes`), and the
+//! small `files`/`put` scripts that upload seeds. Every script ends by printing one JSON line
+//! (`ConvertTo-Json -Compress`, key `duststack` = the script kind) and reports a failure as one
+//! `duststack-error {json}` line on stderr with exit code 1.
+//!
+//! [`host`] runs the scripts (locally on Windows, or over SSH on `hyperv_host`), [`flow`] is
+//! `up`/`status`/`down` on top of them, [`options`] reads the `hyperv_*` inventory variables.
 
-use super::model::{Lab, Node};
+pub mod flow;
+pub mod host;
+pub mod options;
 
-/// How VMs reach the outside world (nic1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NatSwitch {
-    /// Use a switch that already exists (e.g. Hyper-V's `Default Switch`); never removed.
-    Existing(String),
-    /// Create (if missing) an External switch bound to a host network adapter.
-    External {
-        /// Switch name.
-        name: String,
-        /// Host adapter name (`Get-NetAdapter`), e.g. `Ethernet`.
-        net_adapter: String,
-    },
-}
+pub use flow::{
+    down, listing, status, up, DownReport, Item, Listing, NodeAddresses, UpReport, VmStatus,
+};
+pub use host::{HyperVError, HyperVHost};
+pub use options::{HyperVOptions, NatSwitch};
 
-impl NatSwitch {
-    /// The switch name.
-    pub fn name(&self) -> &str {
-        match self {
-            NatSwitch::Existing(name) => name,
-            NatSwitch::External { name, .. } => name,
-        }
-    }
-}
-
-/// Hyper-V specifics that the inventory does not say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HyperVOptions {
-    /// Switch for nic1.
-    pub nat_switch: NatSwitch,
-    /// Internal switch for nic2 (created if missing).
-    pub internal_switch: String,
-    /// Windows directory for the VMs' disks and seed ISOs.
-    pub vm_dir: String,
-    /// The base image as VHDX (parent of every differencing disk).
-    pub parent_vhdx: String,
-}
-
-impl HyperVOptions {
-    /// Defaults: `Default Switch` for NAT, the lab's nic2 name for the internal switch,
-    /// `C:\ProgramData\duststack\<lab>` for disks, `base.vhdx` in it as parent.
-    pub fn defaults(lab: &Lab) -> HyperVOptions {
-        let vm_dir = format!("C:\\ProgramData\\duststack\\{}", lab.name);
-        HyperVOptions {
-            nat_switch: NatSwitch::Existing("Default Switch".into()),
-            internal_switch: lab
-                .networks
-                .get(1)
-                .map(|n| n.name.clone())
-                .unwrap_or_else(|| "internal".into()),
-            parent_vhdx: format!("{vm_dir}\\base.vhdx"),
-            vm_dir,
-        }
-    }
-
-    /// Path of a node's differencing disk.
-    pub fn vhd_path(&self, lab: &Lab, node: &Node) -> String {
-        format!(
-            "{}\\{}.vhdx",
-            self.vm_dir.trim_end_matches('\\'),
-            lab.domain_name(node)
-        )
-    }
-
-    /// Path of a node's seed ISO.
-    pub fn seed_path(&self, lab: &Lab, node: &Node) -> String {
-        format!(
-            "{}\\{}-seed.iso",
-            self.vm_dir.trim_end_matches('\\'),
-            lab.domain_name(node)
-        )
-    }
-}
+use super::model::Lab;
 
 /// A PowerShell single-quoted literal: `'` (and the typographic quotes PowerShell also
 /// treats as single quotes) are doubled, so nothing inside is ever expanded or executed.
@@ -97,6 +40,10 @@ pub fn marker(lab: &Lab) -> String {
     format!("duststack-lab:{}", lab.name)
 }
 
+/// The prefix of the one stderr line a failing script writes (followed by
+/// `{"command": ..., "message": ...}`).
+pub const ERROR_PREFIX: &str = "duststack-error ";
+
 /// A value for a `#` comment: control characters (a newline would end the comment) become
 /// spaces, and it is quoted like a literal so the comment reads unambiguously.
 fn comment_value(value: &str) -> String {
@@ -104,7 +51,7 @@ fn comment_value(value: &str) -> String {
 }
 
 /// `52:54:00:aa:bb:cc` → `525400AABBCC` (Hyper-V's form).
-fn hyperv_mac(mac: &str) -> String {
+pub fn hyperv_mac(mac: &str) -> String {
     mac.replace([':', '-'], "").to_ascii_uppercase()
 }
 
@@ -116,53 +63,101 @@ fn lookup(cmdlet: &str, name: &str) -> String {
     )
 }
 
-/// The `up` script: creates switches (if missing), one differencing disk and Gen 2 VM per node
-/// (skipped when the VM exists; disks are never overwritten), and starts the VMs.
+/// `@('a', 'b')`.
+fn ps_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| ps_quote(i)).collect();
+    format!("@({})", quoted.join(", "))
+}
+
+/// The start every script shares: a title comment, stop on the first error, no progress
+/// records (they would go to stderr as CLIXML), UTF-8 output, the error trap, and `Note`
+/// collecting what was done into `$items`.
+fn prelude(kind: &str, title: &str) -> String {
+    let mut s = format!("# duststack {kind}: {}\n", comment_value(title));
+    s.push_str("$ErrorActionPreference = 'Stop'\n");
+    s.push_str("$ProgressPreference = 'SilentlyContinue'\n");
+    s.push_str("try { [Console]::OutputEncoding = [Text.Encoding]::UTF8 } catch { }\n");
+    s.push_str(&format!(
+        "trap {{ [Console]::Error.WriteLine({} + ([ordered]@{{ command = [string]$_.InvocationInfo.MyCommand.Name; message = [string]$_.Exception.Message }} | ConvertTo-Json -Compress)); exit 1 }}\n",
+        ps_quote(ERROR_PREFIX)
+    ));
+    s.push_str("$items = New-Object System.Collections.ArrayList\n");
+    s.push_str("function Note([string]$Kind, [string]$Name, [string]$Change) { [void]$items.Add([ordered]@{ kind = $Kind; name = $Name; change = $Change }) }\n");
+    s
+}
+
+/// The closing JSON line: `{"duststack":"<kind>", <fields>}`.
+fn result_line(kind: &str, fields: &[(&str, &str)]) -> String {
+    let mut parts = vec![format!("duststack = {}", ps_quote(kind))];
+    parts.extend(fields.iter().map(|(k, v)| format!("{k} = {v}")));
+    format!(
+        "[ordered]@{{ {} }} | ConvertTo-Json -Compress -Depth 6\n",
+        parts.join("; ")
+    )
+}
+
+/// The `up` script: checks the NAT switch and the parent VHDX exist, creates the internal
+/// (and an External) switch if missing, then per node a differencing disk (never overwritten)
+/// and a Gen 2 VM (skipped when it exists; refused when a VM of that name is not duststack's),
+/// and starts the VMs. Reports `switch`, `disk`, `vm` and `start` items.
 pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
     let mark = ps_quote(&marker(lab));
-    let mut s = String::new();
-    s.push_str(&format!(
-        "# duststack lab up: {}\n",
-        comment_value(&lab.name)
-    ));
-    s.push_str("$ErrorActionPreference = 'Stop'\n\n");
+    let mut s = prelude("lab up", &lab.name);
+    s.push('\n');
     match &opts.nat_switch {
-        NatSwitch::Existing(name) => s.push_str(&format!(
-            "if (-not ({})) {{ throw {} }}\n",
-            lookup("Get-VMSwitch", name),
-            ps_quote(&format!("Hyper-V switch {name} does not exist"))
-        )),
+        NatSwitch::Existing(name) => {
+            s.push_str(&format!(
+                "if (-not ({})) {{ throw {} }}\n",
+                lookup("Get-VMSwitch", name),
+                ps_quote(&format!(
+                    "Hyper-V switch {name} does not exist (set hyperv_switch to an existing switch, or hyperv_external_adapter)"
+                ))
+            ));
+            s.push_str(&format!("Note 'switch' {} 'existing'\n", ps_quote(name)));
+        }
         NatSwitch::External { name, net_adapter } => s.push_str(&format!(
-            "if (-not ({})) {{\n    New-VMSwitch -Name {} -NetAdapterName {} -AllowManagementOS $true -Notes {mark} | Out-Null\n}}\n",
+            "if (-not ({})) {{\n    New-VMSwitch -Name {n} -NetAdapterName {} -AllowManagementOS $true -Notes {mark} | Out-Null\n    Note 'switch' {n} 'created'\n}} else {{ Note 'switch' {n} 'unchanged' }}\n",
             lookup("Get-VMSwitch", name),
-            ps_quote(name),
-            ps_quote(net_adapter)
+            ps_quote(net_adapter),
+            n = ps_quote(name),
         )),
     }
     s.push_str(&format!(
-        "if (-not ({})) {{\n    New-VMSwitch -Name {} -SwitchType Internal -Notes {mark} | Out-Null\n}}\n",
+        "if (-not ({})) {{\n    New-VMSwitch -Name {n} -SwitchType Internal -Notes {mark} | Out-Null\n    Note 'switch' {n} 'created'\n}} else {{ Note 'switch' {n} 'unchanged' }}\n",
         lookup("Get-VMSwitch", &opts.internal_switch),
-        ps_quote(&opts.internal_switch)
+        n = ps_quote(&opts.internal_switch),
+    ));
+    s.push_str(&format!(
+        "if (-not (Test-Path -LiteralPath {p})) {{ throw {} }}\n",
+        ps_quote(&format!(
+            "parent disk {} does not exist on the Hyper-V host (hyperv_parent_vhdx)",
+            opts.parent_vhdx
+        )),
+        p = ps_quote(&opts.parent_vhdx),
     ));
     s.push_str(&format!(
         "New-Item -ItemType Directory -Force -Path {} | Out-Null\n",
         ps_quote(&opts.vm_dir)
     ));
     for node in &lab.nodes {
-        let name = ps_quote(&lab.domain_name(node));
+        let vm_name = lab.domain_name(node);
+        let name = ps_quote(&vm_name);
         let vhd = ps_quote(&opts.vhd_path(lab, node));
         s.push_str(&format!(
             "\n# {} ({})\n",
             comment_value(&node.name),
             node.role
         ));
+        s.push_str(&format!("$vm = {}\n", lookup("Get-VM", &vm_name)));
         s.push_str(&format!(
-            "$vm = {}\n",
-            lookup("Get-VM", &lab.domain_name(node))
+            "if ($vm -and $vm.Notes -ne {mark}) {{ throw {} }}\n",
+            ps_quote(&format!(
+                "VM {vm_name} exists but was not created by duststack; rename or remove it"
+            ))
         ));
         s.push_str("if (-not $vm) {\n");
         s.push_str(&format!(
-            "    if (-not (Test-Path -LiteralPath {vhd})) {{\n        New-VHD -Path {vhd} -ParentPath {} -Differencing | Out-Null\n        Resize-VHD -Path {vhd} -SizeBytes {}\n    }}\n",
+            "    if (-not (Test-Path -LiteralPath {vhd})) {{\n        New-VHD -Path {vhd} -ParentPath {} -Differencing | Out-Null\n        Resize-VHD -Path {vhd} -SizeBytes {}\n        Note 'disk' {vhd} 'created'\n    }} else {{ Note 'disk' {vhd} 'unchanged' }}\n",
             ps_quote(&opts.parent_vhdx),
             node.disk_gib * 1024 * 1024 * 1024
         ));
@@ -193,76 +188,79 @@ pub fn render_up(lab: &Lab, opts: &HyperVOptions) -> String {
             "    Add-VMDvdDrive -VM $vm -Path {}\n",
             ps_quote(&opts.seed_path(lab, node))
         ));
-        s.push_str("}\n");
-        s.push_str("if ($vm.State -ne 'Running') { Start-VM -VM $vm }\n");
+        s.push_str(&format!("    Note 'vm' {name} 'created'\n"));
+        s.push_str(&format!("}} else {{ Note 'vm' {name} 'unchanged' }}\n"));
+        s.push_str(&format!(
+            "if ($vm.State -ne 'Running') {{ Start-VM -VM $vm; Note 'start' {name} 'started' }} else {{ Note 'start' {name} 'unchanged' }}\n"
+        ));
     }
+    s.push('\n');
+    s.push_str(&result_line("up", &[("items", "$items")]));
     s
 }
 
-/// A script that polls every lab VM until its adapters report an IPv4 address and prints
-/// `<vm> <ip>[,<ip>...]` per VM; fails after `-TimeoutSeconds` (default 600).
-pub fn render_wait_addresses(lab: &Lab) -> String {
-    let names: Vec<String> = lab
+/// One poll of the lab (the `status` script): per node VM whether it exists, its state,
+/// vCPUs, startup memory, whether it is duststack's, and the IPv4 addresses its adapters report
+/// (`Get-VMNetworkAdapter`); plus every VM and switch carrying the lab's marker, and which of
+/// the lab's disk and seed files exist. Used by `status`, by `up` to wait for addresses, and
+/// by `down` to verify that nothing remains.
+pub fn render_status(lab: &Lab, opts: &HyperVOptions) -> String {
+    let names: Vec<String> = lab.nodes.iter().map(|n| lab.domain_name(n)).collect();
+    let files: Vec<String> = lab
         .nodes
         .iter()
-        .map(|n| ps_quote(&lab.domain_name(n)))
+        .flat_map(|n| [opts.vhd_path(lab, n), opts.seed_path(lab, n)])
         .collect();
-    let mut s = String::new();
-    s.push_str("param([int]$TimeoutSeconds = 600)\n");
-    s.push_str("$ErrorActionPreference = 'Stop'\n");
-    s.push_str(&format!("$names = @({})\n", names.join(", ")));
-    s.push_str("$found = @{}\n");
-    s.push_str("$deadline = (Get-Date).AddSeconds($TimeoutSeconds)\n");
-    s.push_str("while ($found.Count -lt $names.Count) {\n");
-    s.push_str("    foreach ($name in $names) {\n");
-    s.push_str("        if ($found.ContainsKey($name)) { continue }\n");
-    s.push_str(
-        "        $vm = Get-VM | Where-Object { $_.Name -eq $name } | Select-Object -First 1\n",
-    );
-    s.push_str("        if (-not $vm) { throw ('VM ' + $name + ' does not exist') }\n");
-    s.push_str("        $ips = @(Get-VMNetworkAdapter -VM $vm | Select -ExpandProperty IPAddresses | Where-Object { $_ -match '^\\d+\\.\\d+\\.\\d+\\.\\d+$' })\n");
-    s.push_str("        if ($ips.Count -gt 0) {\n");
-    s.push_str("            $found[$name] = $ips -join ','\n");
-    s.push_str("            Write-Output ($name + ' ' + $found[$name])\n");
-    s.push_str("        }\n");
-    s.push_str("    }\n");
-    s.push_str("    if ($found.Count -lt $names.Count) {\n");
-    s.push_str("        if ((Get-Date) -gt $deadline) {\n");
-    s.push_str("            $missing = $names | Where-Object { -not $found.ContainsKey($_) }\n");
-    s.push_str(
-        "            throw ('timed out waiting for addresses of: ' + ($missing -join ', '))\n",
-    );
-    s.push_str("        }\n");
-    s.push_str("        Start-Sleep -Seconds 5\n");
-    s.push_str("    }\n");
+    let mut s = prelude("lab status", &lab.name);
+    s.push_str(&format!("$mark = {}\n", ps_quote(&marker(lab))));
+    s.push_str("$vms = New-Object System.Collections.ArrayList\n");
+    s.push_str(&format!("foreach ($name in {}) {{\n", ps_array(&names)));
+    s.push_str("    $vm = Get-VM | Where-Object { $_.Name -eq $name } | Select-Object -First 1\n");
+    s.push_str("    if (-not $vm) { [void]$vms.Add([ordered]@{ name = $name; exists = $false }); continue }\n");
+    s.push_str("    $ips = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object { $_.IPAddresses } | Where-Object { $_ -match '^\\d+\\.\\d+\\.\\d+\\.\\d+$' })\n");
+    s.push_str("    [void]$vms.Add([ordered]@{ name = $name; exists = $true; state = [string]$vm.State; vcpu = [int]$vm.ProcessorCount; memory_mib = [int64]($vm.MemoryStartup / 1MB); owned = ($vm.Notes -eq $mark); addresses = $ips })\n");
     s.push_str("}\n");
+    s.push_str(
+        "$marked = @(Get-VM | Where-Object { $_.Notes -eq $mark } | ForEach-Object { $_.Name })\n",
+    );
+    s.push_str("$switches = @(Get-VMSwitch | Where-Object { $_.Notes -eq $mark } | ForEach-Object { $_.Name })\n");
+    s.push_str(&format!(
+        "$files = @({} | Where-Object {{ Test-Path -LiteralPath $_ }})\n",
+        ps_array(&files)
+    ));
+    s.push_str(&result_line(
+        "status",
+        &[
+            ("vms", "$vms"),
+            ("marked_vms", "$marked"),
+            ("marked_switches", "$switches"),
+            ("files", "$files"),
+        ],
+    ));
     s
 }
 
-/// The `down` script: turns off and removes the lab's VMs (only those marked as duststack's),
-/// deletes their disks and seeds, and removes switches only if duststack created them.
+/// The `down` script: turns off and removes the lab's VMs (only those marked as duststack's;
+/// others are reported as `kept`), deletes their disks and seeds, removes switches only if
+/// duststack created them, and the uploaded scripts. Reports `vm`, `file`, `switch` items.
 pub fn render_down(lab: &Lab, opts: &HyperVOptions) -> String {
     let mark = ps_quote(&marker(lab));
-    let mut s = String::new();
-    s.push_str(&format!(
-        "# duststack lab down: {}\n",
-        comment_value(&lab.name)
-    ));
-    s.push_str("$ErrorActionPreference = 'Stop'\n");
+    let mut s = prelude("lab down", &lab.name);
     for node in &lab.nodes {
-        let name = lab.domain_name(node);
-        s.push_str(&format!("\n$vm = {}\n", lookup("Get-VM", &name)));
+        let vm_name = lab.domain_name(node);
+        let name = ps_quote(&vm_name);
+        s.push_str(&format!("\n$vm = {}\n", lookup("Get-VM", &vm_name)));
         s.push_str(&format!(
-            "if ($vm -and $vm.Notes -ne {mark}) {{\n    Write-Warning {}\n}} else {{\n",
+            "if ($vm -and $vm.Notes -ne {mark}) {{\n    Write-Warning {}\n    Note 'vm' {name} 'kept'\n}} else {{\n",
             ps_quote(&format!(
-                "VM {name} was not created by duststack; left alone"
+                "VM {vm_name} was not created by duststack; left alone"
             ))
         ));
-        s.push_str("    if ($vm) {\n        Stop-VM -VM $vm -TurnOff -Force\n        Remove-VM -VM $vm -Force\n    }\n");
+        s.push_str(&format!("    if ($vm) {{\n        Stop-VM -VM $vm -TurnOff -Force\n        Remove-VM -VM $vm -Force\n        Note 'vm' {name} 'removed'\n    }}\n"));
         for path in [opts.vhd_path(lab, node), opts.seed_path(lab, node)] {
             let p = ps_quote(&path);
             s.push_str(&format!(
-                "    if (Test-Path -LiteralPath {p}) {{ Remove-Item -LiteralPath {p} -Force }}\n"
+                "    if (Test-Path -LiteralPath {p}) {{ Remove-Item -LiteralPath {p} -Force; Note 'file' {p} 'removed' }}\n"
             ));
         }
         s.push_str("}\n");
@@ -272,11 +270,57 @@ pub fn render_down(lab: &Lab, opts: &HyperVOptions) -> String {
         switches.push(name.clone());
     }
     for sw in switches {
+        let n = ps_quote(&sw);
         s.push_str(&format!("\n$sw = {}\n", lookup("Get-VMSwitch", &sw)));
         s.push_str(&format!(
-            "if ($sw -and $sw.Notes -eq {mark}) {{ $sw | Remove-VMSwitch -Force }}\n"
+            "if ($sw -and $sw.Notes -eq {mark}) {{ $sw | Remove-VMSwitch -Force; Note 'switch' {n} 'removed' }}\n"
         ));
     }
+    let dir = ps_quote(&opts.vm_dir);
+    s.push_str(&format!(
+        "\nif (Test-Path -LiteralPath {dir}) {{\n    Get-ChildItem -LiteralPath {dir} -Force -Filter '.duststack-*.ps1' | ForEach-Object {{ Remove-Item -LiteralPath $_.FullName -Force; Note 'file' $_.FullName 'removed' }}\n}}\n"
+    ));
+    s.push_str(&result_line("down", &[("items", "$items")]));
+    s
+}
+
+/// A script reporting the SHA-256 of each of `paths` that exists (`files`), so only missing or
+/// changed seeds are uploaded.
+pub fn render_file_hashes(paths: &[String]) -> String {
+    let mut s = prelude("files", "sha256");
+    s.push_str("$files = New-Object System.Collections.ArrayList\n");
+    s.push_str(&format!(
+        "foreach ($p in {}) {{\n    if (Test-Path -LiteralPath $p) {{ [void]$files.Add([ordered]@{{ path = $p; sha256 = (Get-FileHash -LiteralPath $p -Algorithm SHA256).Hash }}) }}\n}}\n",
+        ps_array(paths)
+    ));
+    s.push_str(&result_line("files", &[("files", "$files")]));
+    s
+}
+
+/// A script writing its standard input (raw bytes) to `path` through a temporary file beside
+/// it (creating the directory), and reporting the written file's size and SHA-256 (`put`).
+pub fn render_put(path: &str) -> String {
+    let p = ps_quote(path);
+    let mut s = prelude("put", path);
+    s.push_str(&format!("$path = {p}\n"));
+    s.push_str("New-Item -ItemType Directory -Force -Path (Split-Path -Parent $path) | Out-Null\n");
+    s.push_str("$tmp = $path + '.duststack-upload'\n");
+    s.push_str("$in = [Console]::OpenStandardInput()\n");
+    s.push_str("$out = [IO.File]::Create($tmp)\n");
+    s.push_str("try { $in.CopyTo($out) } finally { $out.Close() }\n");
+    s.push_str("[IO.File]::Copy($tmp, $path, $true)\n");
+    s.push_str("[IO.File]::Delete($tmp)\n");
+    s.push_str(&result_line(
+        "put",
+        &[
+            ("path", "$path"),
+            ("bytes", "(Get-Item -LiteralPath $path).Length"),
+            (
+                "sha256",
+                "(Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash",
+            ),
+        ],
+    ));
     s
 }
 
@@ -367,10 +411,12 @@ mod tests {
     fn lab_hyperv_wait_and_down_scripts() {
         let lab = sample_lab();
         let opts = HyperVOptions::defaults(&lab);
-        let wait = render_wait_addresses(&lab);
-        assert!(wait.contains("$names = @('classroom-k8s-master-1', 'classroom-k8s-node-1', 'classroom-k8s-node-2')"), "{wait}");
-        assert!(wait.contains("Get-VMNetworkAdapter -VM $vm | Select -ExpandProperty IPAddresses"));
-        assert!(wait.contains("$TimeoutSeconds"));
+        let wait = render_status(&lab, &opts);
+        assert!(wait.contains("foreach ($name in @('classroom-k8s-master-1', 'classroom-k8s-node-1', 'classroom-k8s-node-2'))"), "{wait}");
+        assert!(wait.contains("Get-VMNetworkAdapter -VM $vm | ForEach-Object { $_.IPAddresses }"));
+        assert!(wait.contains("$mark = 'duststack-lab:classroom'"));
+        // One poll: the waiting loop is on the caller's side.
+        assert!(!wait.contains("while"), "{wait}");
 
         let down = render_down(&lab, &opts);
         for want in [
@@ -379,7 +425,7 @@ mod tests {
             "if ($vm -and $vm.Notes -ne 'duststack-lab:classroom')",
             "Remove-Item -LiteralPath 'C:\\ProgramData\\duststack\\classroom\\classroom-k8s-node-2.vhdx' -Force",
             "Remove-Item -LiteralPath 'C:\\ProgramData\\duststack\\classroom\\classroom-k8s-node-2-seed.iso' -Force",
-            "if ($sw -and $sw.Notes -eq 'duststack-lab:classroom') { $sw | Remove-VMSwitch -Force }",
+            "if ($sw -and $sw.Notes -eq 'duststack-lab:classroom') { $sw | Remove-VMSwitch -Force; Note 'switch' 'internal' 'removed' }",
         ] {
             assert!(down.contains(want), "missing {want:?} in:\n{down}");
         }
@@ -402,11 +448,14 @@ mod tests {
             internal_switch: format!("in{hostile}"),
             vm_dir: format!("C:\\d{hostile}"),
             parent_vhdx: format!("C:\\p{hostile}.vhdx"),
+            ..HyperVOptions::defaults(&lab)
         };
         for script in [
             render_up(&lab, &opts),
-            render_wait_addresses(&lab),
+            render_status(&lab, &opts),
             render_down(&lab, &opts),
+            render_file_hashes(&[opts.seed_path(&lab, &lab.nodes[0])]),
+            render_put(&opts.seed_path(&lab, &lab.nodes[0])),
         ] {
             let code = code_outside_literals(&script);
             for bad in ["evil", "calc", "Remove-Item C:", "whoami"] {
