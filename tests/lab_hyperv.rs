@@ -598,3 +598,113 @@ fn lab_hyperv_errors_name_the_host_and_the_cmdlet() {
         .to_string();
     assert!(err.contains("set hyperv_host"), "{err}");
 }
+
+/// `duststack lab up|status|down` with `hyperv_host` in the inventory: the CLI makes real seeds
+/// (host keys generated here), drives the stand-in over SSH and writes the generated inventory.
+#[test]
+fn lab_hyperv_cli_up_status_down() {
+    const DUSTSTACK: &str = env!("CARGO_BIN_EXE_duststack");
+    let bed = TestBed::start(1).unwrap();
+    let h = &bed.hosts()[0];
+    let dir = h.workdir.join("hyperv-cli");
+    let (_exe, state) = stand_in(&dir);
+    let home = h.workdir.parent().unwrap().join("home");
+    fs::write(
+        home.join(".bashrc"),
+        format!("export PATH={}:$PATH\n", dir.join("bin").display()),
+    )
+    .unwrap();
+    let key = dir.join("id_ed25519");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let inv = dir.join("inv");
+    fs::create_dir_all(inv.join("group_vars")).unwrap();
+    fs::write(inv.join("hosts"), HOSTS).unwrap();
+    fs::write(
+        inv.join("group_vars/all.yml"),
+        format!(
+            "lab_name: classroom\nvcpu: 2\nvmem: 2048\nvirt_disk_size: 10G\n\
+             base_image: /var/lib/duststack/images/debian-12.qcow2\nssh_key: {key}.pub\n\
+             hyperv_parent_vhdx: 'C:\\ProgramData\\duststack\\base.vhdx'\nhyperv_poll_interval: 0.05\n\
+             hyperv_wait_timeout: 20\nhyperv_host: {addr}\nhyperv_user: root\n\
+             hyperv_ssh_private_key_file: {client}\n\
+             hyperv_ssh_common_args: '-o UserKnownHostsFile={kh}'\n",
+            key = key.display(),
+            addr = h.addr,
+            client = bed.client_key_path().display(),
+            kh = bed.known_hosts_path().display(),
+        ),
+    )
+    .unwrap();
+    let generated = dir.join("generated");
+    let lab = |action: &str| {
+        let mut c = std::process::Command::new(DUSTSTACK);
+        c.args(["lab", action, "-i"])
+            .arg(&inv)
+            .arg("--generated-dir")
+            .arg(&generated);
+        let out = bed.control_command(&c).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+
+    let up = lab("up");
+    for want in [
+        "seed classroom-k8s-master-1: uploaded",
+        "vm classroom-k8s-node-2: created",
+        "lab classroom: up",
+    ] {
+        assert!(up.contains(want), "{want}: {up}");
+    }
+    // The seeds are real: a FAT volume labelled CIDATA with the node's host key.
+    let seed = fs::read(generated.join("classroom-seeds/classroom-k8s-node-1-seed.img")).unwrap();
+    assert_eq!(duststack::lab::seed_image::label(&seed).unwrap(), "CIDATA");
+    let host_pub = duststack::lab::seed_image::read(&seed, "duststack/ssh_host_ed25519_key.pub")
+        .unwrap()
+        .unwrap();
+    let b64 = String::from_utf8(host_pub)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let kh = fs::read_to_string(generated.join("classroom.known_hosts")).unwrap();
+    assert!(
+        kh.lines()
+            .any(|l| l.starts_with("k8s-node-1,") && l.contains(&b64)),
+        "{kh}"
+    );
+    // The generated inventory reaches the VMs on their internal addresses.
+    let gen = Inventory::load(&[generated.join("classroom.yml")]).unwrap();
+    let vars = gen.vars_for_host("k8s-node-1", None).unwrap();
+    assert_eq!(vars["ansible_host"], "192.168.90.11");
+    assert_eq!(gen.group_hosts("k8s_node"), ["k8s-node-1", "k8s-node-2"]);
+
+    let again = lab("up");
+    assert!(again.contains("lab classroom: no change"), "{again}");
+    let status = lab("status");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("k8s-master-1") && l.contains("Running")),
+        "{status}"
+    );
+    let down = lab("down");
+    assert!(down.contains("removed"), "{down}");
+    assert!(!generated.join("classroom.yml").exists());
+    assert!(!generated.join("classroom-seeds").exists());
+    let vms = fake(&state)["vms"]
+        .as_object()
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(vms, 0, "{}", fake(&state));
+}

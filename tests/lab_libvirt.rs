@@ -138,10 +138,9 @@ fn lab_libvirt_changed_vcpu_is_drift() {
     assert!(report.drift.is_empty(), "{report:?}");
     assert!(report.changed);
     assert!(
-        report
-            .steps
-            .iter()
-            .any(|s| s.starts_with("domain classroom-k8s-node-1: redefined (vcpu: domain has 2, model wants 4")),
+        report.steps.iter().any(|s| s.starts_with(
+            "domain classroom-k8s-node-1: redefined (vcpu: domain has 2, model wants 4"
+        )),
         "{:?}",
         report.steps
     );

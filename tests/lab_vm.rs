@@ -145,7 +145,10 @@ fn lab_vm_up_ssh_snapshot_down() {
         .output()
         .unwrap();
     ok(out);
-    println!("timing: base image ready in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "timing: base image ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let tmp = tempfile::Builder::new()
         .prefix("duststack-labvm-")
@@ -165,7 +168,10 @@ fn lab_vm_up_ssh_snapshot_down() {
     assert!(status.success());
 
     let hv = Hypervisor::start(&format!("dstvirt{}", std::process::id())).unwrap();
-    let lab = Lab { hv, dir: dir.clone() };
+    let lab = Lab {
+        hv,
+        dir: dir.clone(),
+    };
 
     // Bad input first: too much memory → clear error, nothing created.
     write_inventory(&dir, &base, "200G");
@@ -180,9 +186,14 @@ fn lab_vm_up_ssh_snapshot_down() {
     let out = lab.lab("up", &[]);
     assert!(!out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not exist") && err.contains("image build"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("image build"),
+        "{err}"
+    );
     assert_eq!(lab.virsh(&["list", "--all", "--name"]).trim(), "");
-    assert!(!lab.virsh(&["net-list", "--all", "--name"]).contains("dstinternal"));
+    assert!(!lab
+        .virsh(&["net-list", "--all", "--name"])
+        .contains("dstinternal"));
 
     // up: three VMs from the base image to SSH-ready.
     write_inventory(&dir, &base, "1024");
@@ -248,16 +259,16 @@ fn lab_vm_up_ssh_snapshot_down() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(ok(lab.ssh(&first_nat, "cat /root/from-duststack")), "k8s-node-2\n");
+    assert_eq!(
+        ok(lab.ssh(&first_nat, "cat /root/from-duststack")),
+        "k8s-node-2\n"
+    );
 
     // A second up changes nothing.
     let t = Instant::now();
     let again = ok(lab.lab("up", &[]));
     println!("timing: second lab up {:.1}s", t.elapsed().as_secs_f64());
-    assert!(
-        again.contains(&format!("lab {LAB}: no change")),
-        "{again}"
-    );
+    assert!(again.contains(&format!("lab {LAB}: no change")), "{again}");
     assert!(!again.contains(": created"), "{again}");
 
     // status table.
@@ -278,7 +289,10 @@ fn lab_vm_up_ssh_snapshot_down() {
     let t = Instant::now();
     ok(lab.lab("restore", &["class-start"]));
     println!("timing: restore {:.1}s", t.elapsed().as_secs_f64());
-    assert_eq!(ok(lab.ssh(&first_nat, "cat /root/from-duststack")), "k8s-node-2\n");
+    assert_eq!(
+        ok(lab.ssh(&first_nat, "cat /root/from-duststack")),
+        "k8s-node-2\n"
+    );
 
     // down removes everything duststack created, and nothing else.
     let t = Instant::now();
@@ -289,7 +303,10 @@ fn lab_vm_up_ssh_snapshot_down() {
     let nets = lab.virsh(&["net-list", "--all", "--name"]);
     assert!(!nets.contains("dstinternal"), "{nets}");
     let default_net = lab.virsh(&["net-dumpxml", "default"]);
-    assert!(!default_net.contains("52:54:00") || !default_net.contains("<host "), "{default_net}");
+    assert!(
+        !default_net.contains("52:54:00") || !default_net.contains("<host "),
+        "{default_net}"
+    );
     let pools = lab.virsh(&["pool-list", "--all", "--name"]);
     assert!(!pools.contains(&format!("duststack-{LAB}")), "{pools}");
     let left: Vec<_> = std::fs::read_dir(dir.join("images"))

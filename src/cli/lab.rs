@@ -14,6 +14,8 @@ use crate::lab::libvirt::{Libvirt, NodeStatus, DEFAULT_URI};
 use crate::lab::model::Lab;
 use crate::lab::provision::{self, UpOptions};
 
+use super::lab_hyperv;
+
 /// Flags of `duststack lab`.
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -110,11 +112,7 @@ fn resolve(target: &Target) -> anyhow::Result<Resolved> {
         .generated_dir
         .clone()
         .unwrap_or_else(|| generated::default_dir(&target.inventory[0]));
-    let private_key = ["ansible_ssh_private_key_file", "private_key_file"]
-        .iter()
-        .find_map(|k| all.get(*k).and_then(|v| v.as_str()))
-        .map(expand_tilde)
-        .or_else(|| provision::default_private_key(&lab));
+    let private_key = private_key_of(&all, &lab);
     let lv = Libvirt::connect(&uri)?;
     Ok(Resolved {
         inv,
@@ -129,6 +127,14 @@ fn resolve(target: &Target) -> anyhow::Result<Resolved> {
 
 /// Runs `duststack lab`.
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
+    let target = match &args.action {
+        LabAction::Up(up) => &up.target,
+        LabAction::Status(t) | LabAction::Down(t) => t,
+        LabAction::Snapshot(s) | LabAction::Restore(s) => &s.target,
+    };
+    if let Some(code) = hyperv_lab(args, target)? {
+        return Ok(code);
+    }
     match &args.action {
         LabAction::Up(up) => run_up(up),
         LabAction::Status(t) => {
@@ -144,32 +150,71 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LabAction::Restore(s) => {
-            let r = resolve(&s.target)?;
-            for d in r.lv.restore_lab(&r.lab, &s.name)? {
-                println!("{d}: restored to {}", s.name);
+        LabAction::Restore(s) => run_restore(s),
+    }
+}
+
+/// The Hyper-V provider, when the inventory asks for it (`lab_provider: hyperv` or
+/// `hyperv_host`); None for libvirt.
+fn hyperv_lab(args: &LabArgs, target: &Target) -> anyhow::Result<Option<ExitCode>> {
+    let inv = Inventory::load(&target.inventory)?;
+    let all = inv.group_vars("all")?;
+    if !crate::lab::hyperv::HyperVOptions::wanted(&all) {
+        return Ok(None);
+    }
+    let lab = Lab::from_inventory(&inv).context("the inventory does not describe a valid lab")?;
+    let action = match &args.action {
+        LabAction::Up(_) => lab_hyperv::Action::Up,
+        LabAction::Status(_) => lab_hyperv::Action::Status,
+        LabAction::Down(_) => lab_hyperv::Action::Down,
+        LabAction::Snapshot(_) | LabAction::Restore(_) => anyhow::bail!(
+            "lab snapshot/restore is not available for Hyper-V labs yet (Checkpoint-VM is not wired)"
+        ),
+    };
+    let generated_dir = target
+        .generated_dir
+        .clone()
+        .unwrap_or_else(|| generated::default_dir(&target.inventory[0]));
+    let private_key = match &args.action {
+        LabAction::Up(up) => up.private_key.clone(),
+        _ => None,
+    }
+    .or_else(|| private_key_of(&all, &lab));
+    lab_hyperv::run(action, &lab, &all, &generated_dir, private_key.as_deref()).map(Some)
+}
+
+/// `private_key_file` / `ansible_ssh_private_key_file` from the inventory, else `ssh_key`
+/// without `.pub`.
+fn private_key_of(all: &serde_json::Map<String, serde_json::Value>, lab: &Lab) -> Option<PathBuf> {
+    ["ansible_ssh_private_key_file", "private_key_file"]
+        .iter()
+        .find_map(|k| all.get(*k).and_then(|v| v.as_str()))
+        .map(expand_tilde)
+        .or_else(|| provision::default_private_key(lab))
+}
+
+fn run_restore(s: &SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let r = resolve(&s.target)?;
+    for d in r.lv.restore_lab(&r.lab, &s.name)? {
+        println!("{d}: restored to {}", s.name);
+    }
+    // The guests' clocks went back to snapshot time: set them to now.
+    let (_, known_hosts) = generated::paths(&r.generated_dir, &r.lab);
+    let mut failed = false;
+    for (node, result) in provision::set_clocks(&r.lab, r.private_key.as_deref(), &known_hosts)? {
+        match result {
+            Ok(()) => println!("{node}: clock set to the host's time"),
+            Err(e) => {
+                failed = true;
+                eprintln!("{node}: could not set the clock: {e:#}");
             }
-            // The guests' clocks went back to snapshot time: set them to now.
-            let (_, known_hosts) = generated::paths(&r.generated_dir, &r.lab);
-            let mut failed = false;
-            for (node, result) in
-                provision::set_clocks(&r.lab, r.private_key.as_deref(), &known_hosts)?
-            {
-                match result {
-                    Ok(()) => println!("{node}: clock set to the host's time"),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("{node}: could not set the clock: {e:#}");
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
         }
     }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -268,9 +313,7 @@ fn print_status(lab: &Lab, status: &[NodeStatus]) {
     );
     for s in status {
         let node = lab.node(&s.name);
-        let address = node
-            .map(|n| n.nat_nic().ip.to_string())
-            .unwrap_or_default();
+        let address = node.map(|n| n.nat_nic().ip.to_string()).unwrap_or_default();
         let internal = node
             .map(|n| n.internal_nic().ip.to_string())
             .unwrap_or_default();

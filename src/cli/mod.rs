@@ -2,6 +2,7 @@
 
 pub mod inventory;
 pub mod lab;
+pub mod lab_hyperv;
 pub mod pki;
 pub mod play;
 pub mod testbed;

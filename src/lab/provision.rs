@@ -112,7 +112,7 @@ fn check_memory(lv: &Libvirt, lab: &Lab) -> anyhow::Result<()> {
 }
 
 /// The user's public key line(s) from `ssh_key`.
-fn authorized_keys(lab: &Lab) -> anyhow::Result<Vec<String>> {
+pub fn authorized_keys(lab: &Lab) -> anyhow::Result<Vec<String>> {
     match &lab.ssh_public_key {
         SshKeySource::Literal(line) => Ok(vec![line.clone()]),
         SshKeySource::Path(path) => {
@@ -144,7 +144,56 @@ pub fn default_private_key(lab: &Lab) -> Option<PathBuf> {
     }
 }
 
-/// Per node: the seed image to upload (None when a seed volume exists already) and the
+/// How a seed volume is formatted: FAT for a libvirt disk, ISO 9660 for a Hyper-V DVD drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedFormat {
+    /// FAT image labelled CIDATA ([`seed_image`]).
+    Fat,
+}
+
+impl SeedFormat {
+    fn read(self, image: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            SeedFormat::Fat => seed_image::read(image, path),
+        }
+    }
+
+    fn build(self, files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+        match self {
+            SeedFormat::Fat => seed_image::build(files),
+        }
+    }
+}
+
+/// A node's seed: `existing` (an earlier seed, kept: its host key is the VM's identity) gives
+/// `(None, host public key)`; without one a host key is generated and the new seed image is
+/// returned with it.
+pub fn node_seed(
+    lab: &Lab,
+    node: &super::model::Node,
+    authorized: &[String],
+    existing: Option<&[u8]>,
+    format: SeedFormat,
+) -> anyhow::Result<(Option<Vec<u8>>, String)> {
+    if let Some(image) = existing {
+        let public = format
+            .read(image, "duststack/ssh_host_ed25519_key.pub")?
+            .ok_or_else(|| {
+                anyhow!(
+                    "the seed of {} has no duststack/ssh_host_ed25519_key.pub; \
+                     run `lab down` and `lab up` to recreate the lab",
+                    node.name
+                )
+            })?;
+        return Ok((None, String::from_utf8_lossy(&public).trim().to_string()));
+    }
+    let hk: HostKey = seed::generate_host_key(&format!("root@{}", node.hostname))?;
+    let rendered = seed::render(lab, node, authorized, std::slice::from_ref(&hk))?;
+    let files = rendered.files(node, authorized, std::slice::from_ref(&hk))?;
+    Ok((Some(format.build(&files)?), hk.public_line.clone()))
+}
+
+/// Per node: the seed image to upload (none when a seed volume exists already) and the
 /// host public key the VM will present.
 fn seeds(
     lv: &Libvirt,
@@ -160,26 +209,11 @@ fn seeds(
             Some(p) => lv.read_volume(&p.name, &seed_volume_name(lab, node))?,
             None => None,
         };
-        if let Some(image) = existing {
-            let public = seed_image::read(&image, "duststack/ssh_host_ed25519_key.pub")?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "the seed volume of {} has no duststack/ssh_host_ed25519_key.pub; \
-                         run `lab down` and `lab up` to recreate the lab",
-                        node.name
-                    )
-                })?;
-            host_keys.push((
-                node.name.clone(),
-                String::from_utf8_lossy(&public).trim().to_string(),
-            ));
-            continue;
+        let (image, public) = node_seed(lab, node, &keys, existing.as_deref(), SeedFormat::Fat)?;
+        if let Some(image) = image {
+            images.push((node.name.clone(), image));
         }
-        let hk: HostKey = seed::generate_host_key(&format!("root@{}", node.hostname))?;
-        let rendered = seed::render(lab, node, &keys, std::slice::from_ref(&hk))?;
-        let files = rendered.files(node, &keys, std::slice::from_ref(&hk))?;
-        images.push((node.name.clone(), seed_image::build(&files)?));
-        host_keys.push((node.name.clone(), hk.public_line.clone()));
+        host_keys.push((node.name.clone(), public));
     }
     Ok((images, host_keys))
 }
@@ -282,7 +316,10 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
     let (inv_path, kh_path) = generated::paths(&opts.generated_dir, &lab);
     let kh_changed =
         generated::write_if_changed(&kh_path, &generated::known_hosts(&lab, &host_keys)?)?;
-    let key = opts.private_key.clone().or_else(|| default_private_key(&lab));
+    let key = opts
+        .private_key
+        .clone()
+        .or_else(|| default_private_key(&lab));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -343,6 +380,7 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
         key.as_deref(),
         &absolute(&kh_path),
         lv.uri(),
+        0,
     );
     let inv_changed = generated::write_if_changed(&inv_path, &yaml)?;
     let changed = report.changed || inv_changed || kh_changed;
@@ -355,7 +393,8 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
     })
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute (relative to the working directory), for files named in generated config.
+pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
@@ -413,7 +452,9 @@ pub fn set_clocks(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                let out = conn.exec(&format!("date -u -s @{now} >/dev/null"), None).await;
+                let out = conn
+                    .exec(&format!("date -u -s @{now} >/dev/null"), None)
+                    .await;
                 conn.close().await;
                 let out = out?;
                 anyhow::ensure!(out.rc == 0, "date -s failed: {}", out.stderr_str().trim());

@@ -23,9 +23,7 @@ pub struct Hypervisor {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed: {}",
@@ -143,7 +141,8 @@ pub fn stop(netns: &str) -> Vec<String> {
         match (mine, theirs) {
             (Some(link), Some(meta)) => {
                 use std::os::unix::fs::MetadataExt;
-                link.to_string_lossy().contains(&format!("[{}]", meta.ino()))
+                link.to_string_lossy()
+                    .contains(&format!("[{}]", meta.ino()))
             }
             _ => false,
         }

@@ -519,16 +519,20 @@ impl Libvirt {
                 );
             }
             let element = dhcp_host_xml(host);
-            self.update_dhcp_host(&existing, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, &element)
-                .map_err(|e| {
-                    anyhow!(
-                        "{}: adding a DHCP reservation for {} to network {}: {}",
-                        self.uri,
-                        host.name,
-                        net.name,
-                        e.message()
-                    )
-                })?;
+            self.update_dhcp_host(
+                &existing,
+                sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                &element,
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: adding a DHCP reservation for {} to network {}: {}",
+                    self.uri,
+                    host.name,
+                    net.name,
+                    e.message()
+                )
+            })?;
             added.push(element);
         }
         Ok(added)
@@ -544,7 +548,13 @@ impl Libvirt {
         if net.is_active()? {
             flags |= sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
         }
-        net.update(command, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, element, flags)
+        net.update(
+            command,
+            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            -1,
+            element,
+            flags,
+        )
     }
 
     /// Creates the node's system disk overlay ([`volume_xml`]) in storage pool `pool`, unless a
@@ -613,9 +623,8 @@ impl Libvirt {
                 &format!("</name>\n  <uuid>{uuid}</uuid>\n"),
                 1,
             );
-            Domain::define_xml(&self.conn, &xml).map_err(|e| {
-                anyhow!("{}: redefining domain {name}: {}", self.uri, e.message())
-            })?;
+            Domain::define_xml(&self.conn, &xml)
+                .map_err(|e| anyhow!("{}: redefining domain {name}: {}", self.uri, e.message()))?;
             return Ok(DomainOutcome::Redefined(diff));
         }
         Domain::define_xml(&self.conn, &domain_xml(lab, node))
@@ -938,7 +947,9 @@ impl Libvirt {
                         vol.delete(0).map_err(|e| {
                             anyhow!("{}: deleting volume {vname}: {}", self.uri, e.message())
                         })?;
-                        report.volumes_removed.push(format!("{}/{vname}", info.name));
+                        report
+                            .volumes_removed
+                            .push(format!("{}/{vname}", info.name));
                     } else {
                         report.kept.push(format!(
                             "volume {}/{vname}: not an overlay on {}",
@@ -951,7 +962,9 @@ impl Libvirt {
                     vol.delete(0).map_err(|e| {
                         anyhow!("{}: deleting volume {sname}: {}", self.uri, e.message())
                     })?;
-                    report.volumes_removed.push(format!("{}/{sname}", info.name));
+                    report
+                        .volumes_removed
+                        .push(format!("{}/{sname}", info.name));
                 }
             }
             if info.created_by_duststack && self.remove_own_pool_if_empty(lab)? {
@@ -975,18 +988,25 @@ impl Libvirt {
                 })?;
                 report.networks_removed.push(name);
             } else if let Some(model) = lab.network(&name) {
-                let macs: Vec<String> = model.hosts.iter().map(|h| h.mac.to_ascii_lowercase()).collect();
-                for host in dhcp_hosts(&xml)?.into_iter().filter(|h| macs.contains(&h.mac)) {
+                let macs: Vec<String> = model
+                    .hosts
+                    .iter()
+                    .map(|h| h.mac.to_ascii_lowercase())
+                    .collect();
+                for host in dhcp_hosts(&xml)?
+                    .into_iter()
+                    .filter(|h| macs.contains(&h.mac))
+                {
                     let element = format!("<host mac='{}' ip='{}'/>", host.mac, host.ip);
                     self.update_dhcp_host(&net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, &element)
-                    .map_err(|e| {
-                        anyhow!(
-                            "{}: removing the reservation of {} from network {name}: {}",
-                            self.uri,
-                            host.mac,
-                            e.message()
-                        )
-                    })?;
+                        .map_err(|e| {
+                            anyhow!(
+                                "{}: removing the reservation of {} from network {name}: {}",
+                                self.uri,
+                                host.mac,
+                                e.message()
+                            )
+                        })?;
                     report
                         .reservations_removed
                         .push(format!("{name}: {} {}", host.mac, host.ip));

@@ -41,7 +41,10 @@ impl Libvirt {
                     for (undo, d) in domains.iter().filter(|(n, _)| taken.contains(n)) {
                         if let Ok(s) = DomainSnapshot::lookup_by_name(d, name, 0) {
                             if let Err(err) = s.delete(0) {
-                                eprintln!("warning: could not delete snapshot {name} of {undo}: {}", err.message());
+                                eprintln!(
+                                    "warning: could not delete snapshot {name} of {undo}: {}",
+                                    err.message()
+                                );
                             }
                         }
                     }
@@ -71,8 +74,9 @@ impl Libvirt {
         }
         let mut done = Vec::new();
         for (dname, snap) in snaps {
-            snap.revert(0)
-                .map_err(|e| anyhow!("{}: reverting {dname} to {name}: {}", self.uri, e.message()))?;
+            snap.revert(0).map_err(|e| {
+                anyhow!("{}: reverting {dname} to {name}: {}", self.uri, e.message())
+            })?;
             done.push(dname);
         }
         Ok(done)

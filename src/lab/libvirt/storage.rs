@@ -100,12 +100,7 @@ impl Libvirt {
                 return Ok((info, Change::Unchanged));
             }
             pool.create(0).map_err(|e| {
-                anyhow!(
-                    "{}: starting pool {}: {}",
-                    self.uri,
-                    info.name,
-                    e.message()
-                )
+                anyhow!("{}: starting pool {}: {}", self.uri, info.name, e.message())
             })?;
             return Ok((info, Change::Started));
         }
@@ -216,22 +211,35 @@ impl Libvirt {
             return Ok(None);
         };
         let stream = Stream::new(&self.conn, 0).map_err(|e| anyhow!("{}", e.message()))?;
-        vol.download(&stream, 0, 0, 0)
-            .map_err(|e| anyhow!("{}: reading volume {pool}/{name}: {}", self.uri, e.message()))?;
+        vol.download(&stream, 0, 0, 0).map_err(|e| {
+            anyhow!(
+                "{}: reading volume {pool}/{name}: {}",
+                self.uri,
+                e.message()
+            )
+        })?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = stream
-                .recv(&mut buf)
-                .map_err(|e| anyhow!("{}: reading volume {pool}/{name}: {}", self.uri, e.message()))?;
+            let n = stream.recv(&mut buf).map_err(|e| {
+                anyhow!(
+                    "{}: reading volume {pool}/{name}: {}",
+                    self.uri,
+                    e.message()
+                )
+            })?;
             if n == 0 {
                 break;
             }
             out.extend_from_slice(&buf[..n]);
         }
-        stream
-            .finish()
-            .map_err(|e| anyhow!("{}: reading volume {pool}/{name}: {}", self.uri, e.message()))?;
+        stream.finish().map_err(|e| {
+            anyhow!(
+                "{}: reading volume {pool}/{name}: {}",
+                self.uri,
+                e.message()
+            )
+        })?;
         Ok(Some(out))
     }
 }
