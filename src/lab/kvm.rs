@@ -63,8 +63,7 @@ pub fn probe(kernel: &Path, timeout: Duration) -> Result<(), String> {
             }
             let last = err
                 .lines()
-                .filter(|l| !l.contains("warning:"))
-                .last()
+                .rfind(|l| !l.contains("warning:"))
                 .unwrap_or("")
                 .to_string();
             break Err(format!("qemu with KVM exited ({status}): {last}"));

@@ -193,13 +193,14 @@ pub fn node_seed(
     Ok((Some(format.build(&files)?), hk.public_line.clone()))
 }
 
-/// Per node: the seed image to upload (none when a seed volume exists already) and the
-/// host public key the VM will present.
-fn seeds(
-    lv: &Libvirt,
-    lab: &Lab,
-    pool: Option<&str>,
-) -> anyhow::Result<(Vec<(String, Vec<u8>)>, Vec<(String, String)>)> {
+/// Per node: the seed images to upload (none for a node whose seed volume exists already) and
+/// the host public key each VM will present, both by node name.
+struct Seeds {
+    images: Vec<(String, Vec<u8>)>,
+    host_keys: Vec<(String, String)>,
+}
+
+fn seeds(lv: &Libvirt, lab: &Lab, pool: Option<&str>) -> anyhow::Result<Seeds> {
     let keys = authorized_keys(lab)?;
     let pool = lv.find_pool(lab, pool)?;
     let mut images = Vec::new();
@@ -215,7 +216,7 @@ fn seeds(
         }
         host_keys.push((node.name.clone(), public));
     }
-    Ok((images, host_keys))
+    Ok(Seeds { images, host_keys })
 }
 
 /// One line per VM on a terminal (spinners), plain lines otherwise.
@@ -288,7 +289,10 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
     let kernel = PathBuf::from(&lab.kernel);
     lab.virt_type = effective_virt_type(lv, lab.virt_type, &kernel);
     check_memory(lv, &lab)?;
-    let (seed_images, host_keys) = seeds(lv, &lab, opts.pool.as_deref())?;
+    let Seeds {
+        images: seed_images,
+        host_keys,
+    } = seeds(lv, &lab, opts.pool.as_deref())?;
     let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
     let progress = Progress::new(&names);
     for n in &names {
