@@ -82,7 +82,14 @@ const HOSTS: &[&str] = &[
 
 /// The ports each scenario must open, from kubeadm's port table, the CNI's and SSH.
 fn expected_ports() -> BTreeMap<&'static str, Vec<&'static str>> {
-    let cp = ["22/tcp", "6443/tcp", "2379-2380/tcp", "10250/tcp", "10257/tcp", "10259/tcp"];
+    let cp = [
+        "22/tcp",
+        "6443/tcp",
+        "2379-2380/tcp",
+        "10250/tcp",
+        "10257/tcp",
+        "10259/tcp",
+    ];
     let worker = ["22/tcp", "10250/tcp", "30000-32767/tcp"];
     let with = |base: &[&'static str], cni: &[&'static str]| [base, cni].concat();
     BTreeMap::from([
@@ -136,7 +143,11 @@ fn prepare_playbook_passes_both_syntax_checks() {
         .env("ANSIBLE_NOCOLOR", "1")
         .output()
         .unwrap();
-    assert!(theirs.status.success(), "ansible-playbook:\n{}", text(&theirs));
+    assert!(
+        theirs.status.success(),
+        "ansible-playbook:\n{}",
+        text(&theirs)
+    );
 }
 
 #[test]
@@ -145,7 +156,11 @@ fn node_roles_ports_and_family_per_scenario() {
     let d = dir.path();
     for (host, ports) in expected_ports() {
         let v = vars(d, host);
-        assert_eq!(strings(&v["firewall_ports"]), ports, "{host}: firewall ports");
+        assert_eq!(
+            strings(&v["firewall_ports"]),
+            ports,
+            "{host}: firewall ports"
+        );
         assert_eq!(
             strings(&v["firewall_tcp_ports"]),
             ports_of(&ports, "tcp"),
@@ -170,7 +185,14 @@ fn node_roles_ports_and_family_per_scenario() {
     assert_eq!(deb["node_family"], "debian");
     assert_eq!(
         strings(&deb["tools"]),
-        ["conntrack", "iproute2", "socat", "iptables", "ethtool", "nftables"]
+        [
+            "conntrack",
+            "iproute2",
+            "socat",
+            "iptables",
+            "ethtool",
+            "nftables"
+        ]
     );
     assert_eq!(
         strings(&deb["containerd_packages"]),
@@ -182,9 +204,20 @@ fn node_roles_ports_and_family_per_scenario() {
     assert_eq!(rocky["node_family"], "redhat");
     assert_eq!(
         strings(&rocky["tools"]),
-        ["conntrack-tools", "iproute", "iproute-tc", "socat", "ethtool", "iptables-nft", "firewalld"]
+        [
+            "conntrack-tools",
+            "iproute",
+            "iproute-tc",
+            "socat",
+            "ethtool",
+            "iptables-nft",
+            "firewalld"
+        ]
     );
-    assert_eq!(strings(&rocky["crio_packages"]), ["container-selinux", "cri-o"]);
+    assert_eq!(
+        strings(&rocky["crio_packages"]),
+        ["container-selinux", "cri-o"]
+    );
     assert_eq!(rocky["containerd_cni_plugin_dir"], "/usr/libexec/cni");
     // RHEL 8's iptables is still called iptables.
     assert!(strings(&vars(d, "alma-w")["tools"]).contains(&"iptables".to_owned()));
@@ -221,7 +254,10 @@ fn runtime_files_per_family() {
     // CRI-O: systemd cgroups and the pause image, repositories per family, versioned.
     for host in ["deb-w", "rocky-cp", "alma-w"] {
         let conf = read(d, host, "crio.conf");
-        assert!(conf.contains("[crio.runtime]\ncgroup_manager = \"systemd\"\n"), "{conf}");
+        assert!(
+            conf.contains("[crio.runtime]\ncgroup_manager = \"systemd\"\n"),
+            "{conf}"
+        );
         assert!(conf.contains("[crio.image]\npause_image = \"registry.k8s.io/pause:3.6\"\n"));
         assert!(conf.contains("plugin_dirs = [\"/opt/cni/bin/\"]"));
     }
@@ -229,16 +265,31 @@ fn runtime_files_per_family() {
     assert!(read(d, "deb-w", "cri-o.list").contains(&format!(
         "deb [signed-by=/etc/apt/keyrings/cri-o-apt-keyring.asc] {base}/deb/ /\n"
     )));
-    assert_eq!(vars(d, "deb-w")["crio_key_url"], format!("{base}/deb/Release.key"));
+    assert_eq!(
+        vars(d, "deb-w")["crio_key_url"],
+        format!("{base}/deb/Release.key")
+    );
     let repo = read(d, "rocky-cp", "cri-o.repo");
     assert!(repo.contains(&format!("baseurl={base}/rpm/\n")), "{repo}");
     assert!(repo.contains(&format!("gpgkey={base}/rpm/repodata/repomd.xml.key\n")));
-    assert!(read(d, "rocky-w", "docker-ce.repo")
-        .contains("baseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stable\n"));
+    assert!(read(d, "rocky-w", "docker-ce.repo").contains(
+        "baseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stable\n"
+    ));
 
-    // crio_version moves every URL.
-    let dir2 = render(&["-l", "rocky-cp", "-e", "crio_version=v1.30"]);
+    // crio_version moves every URL; a templated `hosts:` picks the play's hosts from extra vars.
+    let dir2 = render(&[
+        "-e",
+        "render_hosts=rocky-cp,deb-w",
+        "-e",
+        "crio_version=v1.30",
+    ]);
     assert!(read(dir2.path(), "rocky-cp", "cri-o.repo").contains("isv:/cri-o:/stable:/v1.30/rpm/"));
+    let mut rendered: Vec<String> = std::fs::read_dir(dir2.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    rendered.sort();
+    assert_eq!(rendered, ["deb-w", "rocky-cp"]);
 }
 
 /// containerd itself parses the rendered config.toml and puts every value where the CRI plugin
@@ -273,7 +324,10 @@ fn containerd_parses_the_rendered_config() {
         );
         assert!(runc.contains("SystemdCgroup = true"), "{runc}");
         let cri = section(&d, "plugins.\"io.containerd.grpc.v1.cri\"");
-        assert!(cri.contains("sandbox_image = \"registry.k8s.io/pause:3.6\""), "{cri}");
+        assert!(
+            cri.contains("sandbox_image = \"registry.k8s.io/pause:3.6\""),
+            "{cri}"
+        );
         assert!(cri.contains("restrict_oom_score_adj = false"), "{cri}");
         let cni = section(&d, "plugins.\"io.containerd.grpc.v1.cri\".cni");
         assert!(cni.contains("bin_dir = \"/opt/cni/bin\""), "{cni}");
@@ -287,9 +341,15 @@ fn containerd_parses_the_rendered_config() {
         "-e",
         "k8s_pause_image=registry.k8s.io/pause:3.9",
     ]);
-    let cri = section(&dump(sandbox.path(), "deb-cp"), "plugins.\"io.containerd.grpc.v1.cri\"");
+    let cri = section(
+        &dump(sandbox.path(), "deb-cp"),
+        "plugins.\"io.containerd.grpc.v1.cri\"",
+    );
     assert!(cri.contains("restrict_oom_score_adj = true"), "{cri}");
-    assert!(cri.contains("sandbox_image = \"registry.k8s.io/pause:3.9\""), "{cri}");
+    assert!(
+        cri.contains("sandbox_image = \"registry.k8s.io/pause:3.9\""),
+        "{cri}"
+    );
 }
 
 /// A network namespace made for one test, deleted on drop.
@@ -364,7 +424,14 @@ fn nftables_ruleset_lists_exactly_the_role_ports() {
         ns.nft_ok(&["-c", "-f", file]);
         ns.nft_ok(&["flush", "ruleset"]);
         ns.nft_ok(&["add", "table", "inet", "other"]);
-        ns.nft_ok(&["add", "chain", "inet", "other", "input", "{ type filter hook input priority 0; }"]);
+        ns.nft_ok(&[
+            "add",
+            "chain",
+            "inet",
+            "other",
+            "input",
+            "{ type filter hook input priority 0; }",
+        ]);
         ns.nft_ok(&["-f", file]);
         let first = ns.nft_ok(&["list", "table", "inet", "duststack"]);
         ns.nft_ok(&["-f", file]);
@@ -403,10 +470,15 @@ fn ansible_playbook_renders_the_same_files() {
     for host in HOSTS {
         for entry in std::fs::read_dir(ours.path().join(host)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            let (a, b) = (read(ours.path(), host, &name), read(theirs.path(), host, &name));
+            let (a, b) = (
+                read(ours.path(), host, &name),
+                read(theirs.path(), host, &name),
+            );
             if name == "vars.json" {
-                let (a, b): (Value, Value) =
-                    (serde_json::from_str(&a).unwrap(), serde_json::from_str(&b).unwrap());
+                let (a, b): (Value, Value) = (
+                    serde_json::from_str(&a).unwrap(),
+                    serde_json::from_str(&b).unwrap(),
+                );
                 assert_eq!(a, b, "{host}/{name}");
             } else {
                 assert_eq!(a, b, "{host}/{name} differs from ansible-playbook's");
@@ -438,9 +510,14 @@ fn unsupported_distribution_fails_at_the_start() {
         let t = text(&out);
         assert_eq!(out.status.code(), Some(2), "{dist}: {t}");
         assert!(
-            t.contains(&format!("{dist} {version} is not supported by the duststack node roles")),
+            t.contains(&format!(
+                "{dist} {version} is not supported by the duststack node roles"
+            )),
             "{dist}: {t}"
         );
-        assert!(!dir.path().join("deb-cp").exists(), "{dist}: went on after the check");
+        assert!(
+            !dir.path().join("deb-cp").exists(),
+            "{dist}: went on after the check"
+        );
     }
 }

@@ -137,7 +137,7 @@ pub async fn run_playbook(
         None => None,
     };
     for play in &playbook.plays {
-        let mut hosts = select_hosts(inventory, &play.hosts)?;
+        let mut hosts = select_hosts(inventory, &hosts_pattern(&engine, play, &playbook_dir)?)?;
         if let Some(l) = &limit {
             hosts.retain(|h| l.contains(h) || h == "localhost" && !inventory.hosts().contains(h));
         }
@@ -200,6 +200,31 @@ pub async fn run_playbook(
         .collect();
     recap.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(recap)
+}
+
+/// The play's `hosts:` pattern, templated with play vars and extra vars (`hosts: "{{ target }}"`).
+fn hosts_pattern(engine: &Engine, play: &Play, playbook_dir: &Path) -> Result<String> {
+    if !play.hosts.contains("{{") {
+        return Ok(play.hosts.clone());
+    }
+    let mut vars = play.vars.clone();
+    vars.extend(engine.opts.extra_vars.clone());
+    let scope = Scope {
+        vars: Arc::new(vars),
+        search_paths: vec![playbook_dir.to_path_buf()],
+    };
+    let rendered = engine
+        .templar
+        .render_value(&Value::String(play.hosts.clone()), &scope)
+        .with_context(|| format!("play hosts '{}'", play.hosts))?;
+    Ok(match rendered {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(crate::modules::args::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        v => crate::modules::args::to_string(&v).unwrap_or_default(),
+    })
 }
 
 /// `playbook_dir`: the playbook's directory as an absolute path, as Ansible gives it (a playbook
@@ -331,6 +356,9 @@ mod tests {
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(playbook_dir(Path::new("site.yml")), cwd);
         assert_eq!(playbook_dir(Path::new("plays/site.yml")), cwd.join("plays"));
-        assert_eq!(playbook_dir(Path::new("/srv/p/site.yml")), PathBuf::from("/srv/p"));
+        assert_eq!(
+            playbook_dir(Path::new("/srv/p/site.yml")),
+            PathBuf::from("/srv/p")
+        );
     }
 }
