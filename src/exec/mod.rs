@@ -101,6 +101,9 @@ pub struct PlayCtx<'a> {
     pub hostvars: Option<Arc<Value>>,
     /// Whether anything in the play mentions `hostvars`.
     pub uses_hostvars: bool,
+    /// `hostvars` of every inventory host from its inventory variables (filled when the play
+    /// uses `hostvars`), so hosts outside the play or `--limit` are there too, as in Ansible.
+    pub inventory_hostvars: Arc<Map<String, Value>>,
     /// Directory of the playbook.
     pub playbook_dir: PathBuf,
     /// Directory of the (first) inventory source.
@@ -125,19 +128,16 @@ pub async fn run_playbook(
         templar: Templar::new(),
         pool: Pool::new(opts.conn.clone()),
     };
-    let playbook_dir = playbook
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let playbook_dir = playbook_dir(&playbook.path);
     let mut states: Vec<HostState> = Vec::new();
+    let mut inventory_hostvars: Option<Arc<Map<String, Value>>> = None;
     let mut order: Vec<String> = Vec::new();
     let limit = match &opts.limit {
         Some(l) => Some(inventory.select(l)?),
         None => None,
     };
     for play in &playbook.plays {
-        let mut hosts = select_hosts(inventory, &play.hosts)?;
+        let mut hosts = select_hosts(inventory, &hosts_pattern(&engine, play, &playbook_dir)?)?;
         if let Some(l) = &limit {
             hosts.retain(|h| l.contains(h) || h == "localhost" && !inventory.hosts().contains(h));
         }
@@ -171,6 +171,15 @@ pub async fn run_playbook(
             || states
                 .iter()
                 .any(|s| format!("{:?}", s.inv_vars).contains("hostvars"));
+        if pctx.uses_hostvars {
+            if inventory_hostvars.is_none() {
+                inventory_hostvars = Some(Arc::new(vars::inventory_hostvars(
+                    inventory,
+                    &playbook_dir,
+                )?));
+            }
+            pctx.inventory_hostvars = inventory_hostvars.clone().unwrap_or_default();
+        }
         for batch in batches(&play.serial, &hosts)? {
             pctx.batch = Arc::new(Value::from(batch.clone()));
             let stop = play::run_play_batch(&engine, &mut pctx, &mut states, &batch).await?;
@@ -191,6 +200,41 @@ pub async fn run_playbook(
         .collect();
     recap.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(recap)
+}
+
+/// The play's `hosts:` pattern, templated with play vars and extra vars (`hosts: "{{ target }}"`).
+fn hosts_pattern(engine: &Engine, play: &Play, playbook_dir: &Path) -> Result<String> {
+    if !play.hosts.contains("{{") {
+        return Ok(play.hosts.clone());
+    }
+    let mut vars = play.vars.clone();
+    vars.extend(engine.opts.extra_vars.clone());
+    let scope = Scope {
+        vars: Arc::new(vars),
+        search_paths: vec![playbook_dir.to_path_buf()],
+    };
+    let rendered = engine
+        .templar
+        .render_value(&Value::String(play.hosts.clone()), &scope)
+        .with_context(|| format!("play hosts '{}'", play.hosts))?;
+    Ok(match rendered {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(crate::modules::args::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        v => crate::modules::args::to_string(&v).unwrap_or_default(),
+    })
+}
+
+/// `playbook_dir`: the playbook's directory as an absolute path, as Ansible gives it (a playbook
+/// named without a directory lives in the current one).
+fn playbook_dir(playbook: &Path) -> PathBuf {
+    let dir = match playbook.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// Hosts for a play's `hosts:` pattern; `localhost` is implicit when not in the inventory.
@@ -253,6 +297,7 @@ fn play_context<'a>(
         group_names,
         hostvars: None,
         uses_hostvars,
+        inventory_hostvars: Arc::new(Map::new()),
         playbook_dir: playbook_dir.to_path_buf(),
         inventory_dir: Value::Null,
         check: engine.opts.check,
@@ -304,5 +349,16 @@ mod tests {
         let b = batches(&[json!(1), json!("50%")], &hosts).unwrap();
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 3, 3]);
         assert_eq!(batches(&[], &hosts).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn playbook_dir_is_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(playbook_dir(Path::new("site.yml")), cwd);
+        assert_eq!(playbook_dir(Path::new("plays/site.yml")), cwd.join("plays"));
+        assert_eq!(
+            playbook_dir(Path::new("/srv/p/site.yml")),
+            PathBuf::from("/srv/p")
+        );
     }
 }

@@ -192,7 +192,9 @@ async fn run_include(
     t: &Task,
 ) -> Result<Stop> {
     let mut groups: Vec<(String, Vec<Task>, Vec<String>)> = Vec::new();
-    let hostvars = p.uses_hostvars.then(|| vars::hostvars(states));
+    let hostvars = p
+        .uses_hostvars
+        .then(|| vars::hostvars(states, &p.inventory_hostvars));
     p.hostvars = hostvars;
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
@@ -336,7 +338,9 @@ pub async fn run_task_all(
     if active == 0 {
         return Ok(Stop::No);
     }
-    p.hostvars = p.uses_hostvars.then(|| vars::hostvars(states));
+    p.hostvars = p
+        .uses_hostvars
+        .then(|| vars::hostvars(states, &p.inventory_hostvars));
     let name = t.display_name();
     engine.printer.task(&name, handler, active);
     let run_once = t.inherit.run_once.unwrap_or(false);

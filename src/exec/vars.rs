@@ -1,11 +1,13 @@
 //! The variables a task sees on a host, layered in Ansible's precedence order.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::state::HostState;
 use super::PlayCtx;
+use crate::inventory::Inventory;
 use crate::playbook::Task;
 use crate::template::OMIT;
 
@@ -105,9 +107,10 @@ fn magic(
     }
 }
 
-/// `hostvars`: every host's inventory vars, facts and set facts (built once per task when used).
-pub fn hostvars(hosts: &[HostState]) -> Arc<Value> {
-    let mut out = Map::new();
+/// `hostvars`: every host's inventory vars, facts and set facts (built once per task when used);
+/// `inventory` (from [`inventory_hostvars`]) supplies the hosts no play has reached yet.
+pub fn hostvars(hosts: &[HostState], inventory: &Map<String, Value>) -> Arc<Value> {
+    let mut out = inventory.clone();
     for h in hosts {
         let mut m = (*h.inv_vars).clone();
         for (k, f) in &h.facts {
@@ -119,4 +122,42 @@ pub fn hostvars(hosts: &[HostState]) -> Arc<Value> {
         out.insert(h.name.clone(), Value::Object(m));
     }
     Arc::new(Value::Object(out))
+}
+
+/// The inventory's part of `hostvars` for every inventory host: its variables and name.
+pub fn inventory_hostvars(
+    inventory: &Inventory,
+    playbook_dir: &Path,
+) -> anyhow::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for h in inventory.hosts() {
+        let mut m = inventory.vars_for_host(&h, Some(playbook_dir))?;
+        m.insert("inventory_hostname".into(), Value::String(h.clone()));
+        out.insert(h, Value::Object(m));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hostvars_cover_hosts_outside_the_play() {
+        let inventory = Map::from_iter([
+            ("a".to_owned(), json!({"x": 1, "inventory_hostname": "a"})),
+            ("b".to_owned(), json!({"x": 2, "inventory_hostname": "b"})),
+        ]);
+        let mut a = HostState::new("a", Map::from_iter([("x".to_owned(), json!(1))]));
+        a.host_vars.insert("y".into(), json!("set"));
+        let hv = hostvars(&[a], &inventory);
+        assert_eq!(hv["a"]["y"], "set");
+        assert_eq!(hv["b"]["x"], 2);
+        assert_eq!(hv["b"]["inventory_hostname"], "b");
+        assert_eq!(
+            hv.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
 }
