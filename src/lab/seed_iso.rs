@@ -73,7 +73,12 @@ pub fn build(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Adds one file below `dirs` in the tree being built, creating directories on the way.
-fn insert(level: &mut Vec<IsoFile>, dirs: &[&str], name: &str, content: &[u8]) -> anyhow::Result<()> {
+fn insert(
+    level: &mut Vec<IsoFile>,
+    dirs: &[&str],
+    name: &str,
+    content: &[u8],
+) -> anyhow::Result<()> {
     let Some((dir, rest)) = dirs.split_first() else {
         match level.iter_mut().find(|f| f.name().as_str() == name) {
             Some(IsoFile::File { contents, .. }) => *contents = content.to_vec(),
@@ -212,6 +217,29 @@ mod tests {
             ("duststack/hostname".to_string(), b"y".to_vec()),
         ];
         assert!(build(&clash).is_err());
+    }
+
+    #[test]
+    fn lab_seed_iso_names_equal_in_8_3_stay_distinct() {
+        // All of these shorten to SSH_HOST in the primary (8.3) tree.
+        let files: Vec<(String, Vec<u8>)> = [
+            "ssh_host_ed25519_key",
+            "ssh_host_rsa_key",
+            "ssh_host_ecdsa_key",
+            "ssh_host_ed25519_key.pub",
+            "ssh_host_rsa_key.pub",
+        ]
+        .iter()
+        .map(|n| (format!("duststack/{n}"), n.as_bytes().to_vec()))
+        .collect();
+        let image = build(&files).unwrap();
+        for (path, content) in &files {
+            assert_eq!(
+                read(&image, path).unwrap().as_deref(),
+                Some(&content[..]),
+                "{path}"
+            );
+        }
     }
 
     #[test]
