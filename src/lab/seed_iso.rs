@@ -14,8 +14,8 @@ use hadris_iso::rrip::RripOptions;
 use hadris_iso::write::options::{BaseIsoLevel, CreationFeatures, IsoFormatOptions};
 use hadris_iso::write::{File as IsoFile, InputFiles, IsoImageWriter};
 
-/// Volume id of every seed. ISO 9660 volume ids are d-characters (uppercase); cloud-init's
-/// NoCloud source matches the filesystem label `cidata` case-insensitively (blkid reports it).
+/// Volume id of every seed. ISO 9660 volume ids are d-characters (uppercase); blkid reports it
+/// as the filesystem label, and cloud-init's NoCloud source accepts `cidata` or `CIDATA`.
 pub const VOLUME_ID: &str = "CIDATA";
 
 /// ISO 9660 logical sector size (the only one the writer and every reader support).
