@@ -21,6 +21,9 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 # kubectl parses the generated kubeconfigs in the PKI tests (Debian ships it as kubernetes-client).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# The Hyper-V seed ISO is checked with isoinfo (volume id, Rock Ridge/Joliet names) and blkid -p.
+command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
+command -v blkid >/dev/null 2>&1 || [ -x /sbin/blkid ] || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2

@@ -32,4 +32,5 @@ pub mod model;
 pub mod provision;
 pub mod seed;
 pub mod seed_image;
+pub mod seed_iso;
 pub mod ssh_wait;
