@@ -665,10 +665,10 @@ fn lab_hyperv_cli_up_status_down() {
     ] {
         assert!(up.contains(want), "{want}: {up}");
     }
-    // The seeds are real: a FAT volume labelled CIDATA with the node's host key.
+    // The seeds are real: an ISO 9660 volume labelled CIDATA with the node's host key.
     let seed = fs::read(generated.join("classroom-seeds/classroom-k8s-node-1-seed.img")).unwrap();
-    assert_eq!(duststack::lab::seed_image::label(&seed).unwrap(), "CIDATA");
-    let host_pub = duststack::lab::seed_image::read(&seed, "duststack/ssh_host_ed25519_key.pub")
+    assert_eq!(duststack::lab::seed_iso::label(&seed).unwrap(), "CIDATA");
+    let host_pub = duststack::lab::seed_iso::read(&seed, "duststack/ssh_host_ed25519_key.pub")
         .unwrap()
         .unwrap();
     let b64 = String::from_utf8(host_pub)

@@ -145,7 +145,8 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes each node's seed to `lab.seed_path(node)` unless one exists (its host key is kept);
+/// Writes each node's seed (ISO 9660, for the VM's DVD drive) to `lab.seed_path(node)` unless
+/// one exists (its host key is kept);
 /// returns the host public keys by node.
 fn write_seeds(lab: &Lab) -> anyhow::Result<Vec<(String, String)>> {
     let keys = provision::authorized_keys(lab)?;
@@ -156,7 +157,7 @@ fn write_seeds(lab: &Lab) -> anyhow::Result<Vec<(String, String)>> {
         let path = lab.seed_path(node);
         let existing = std::fs::read(&path).ok();
         let (image, public) =
-            provision::node_seed(lab, node, &keys, existing.as_deref(), SeedFormat::Fat)?;
+            provision::node_seed(lab, node, &keys, existing.as_deref(), SeedFormat::Iso)?;
         if let Some(image) = image {
             std::fs::write(&path, image).with_context(|| format!("writing {path}"))?;
         }

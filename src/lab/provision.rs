@@ -149,18 +149,22 @@ pub fn default_private_key(lab: &Lab) -> Option<PathBuf> {
 pub enum SeedFormat {
     /// FAT image labelled CIDATA ([`seed_image`]).
     Fat,
+    /// ISO 9660 image (Rock Ridge + Joliet) labelled CIDATA ([`super::seed_iso`]).
+    Iso,
 }
 
 impl SeedFormat {
     fn read(self, image: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
             SeedFormat::Fat => seed_image::read(image, path),
+            SeedFormat::Iso => super::seed_iso::read(image, path),
         }
     }
 
     fn build(self, files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
         match self {
             SeedFormat::Fat => seed_image::build(files),
+            SeedFormat::Iso => super::seed_iso::build(files),
         }
     }
 }
