@@ -149,3 +149,12 @@ fn other_hosts_reached_through_inventory_vars() {
     assert_eq!(recap(&out)["h4"][0..4], [1, 0, 0, 0]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"peer=h1\""));
 }
+
+#[test]
+fn a_loop_that_cannot_be_templated_is_skipped_when_the_condition_is_false() {
+    let out = same_as_ansible("loop_over_skipped.yml", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    // ok, changed, unreachable, failed, skipped, rescued, ignored (an ignored failure is also ok)
+    let r = recap(&out);
+    assert_eq!(r["h1"], [1, 0, 0, 0, 2, 0, 1], "{r:?}");
+}

@@ -234,7 +234,16 @@ async fn run_inner(
         r.delegated = delegated;
         return Ok(r);
     };
-    let items = loop_items(engine, kind, loop_value, &scope)?;
+    let items = match loop_items(engine, kind, loop_value, &scope) {
+        Ok(items) => items,
+        // As in Ansible: a loop that cannot be templated (say, over a skipped task's
+        // registered `stdout`) is no error when the task's own condition, evaluated without
+        // the loop variable, is false.
+        Err(err) => match when_fails(engine, t, &scope) {
+            Ok(Some(cond)) => return Ok(skipped(cond, delegated)),
+            _ => return Err(err),
+        },
+    };
     let lc = &t.loop_control;
     let loop_var = lc
         .get("loop_var")
