@@ -21,6 +21,14 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 # kubectl parses the generated kubeconfigs in the PKI tests (Debian ships it as kubernetes-client).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# `duststack image build` and its test: debootstrap, mke2fs -d / debugfs, qemu-img, a TCG boot,
+# and a vfat CIDATA seed made with mkfs.vfat + mcopy.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || need_apt+=(e2fsprogs)
+command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
+command -v mcopy >/dev/null 2>&1 || need_apt+=(mtools)
+command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=(dosfstools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2

@@ -78,18 +78,18 @@ pub fn run(d: &Debootstrap<'_>, progress: &Progress) -> anyhow::Result<()> {
     }
     drop(tx);
     let mut all = Vec::new();
-    let mut stage = String::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut count = 0usize;
     for line in rx {
         let _ = writeln!(log, "{line}");
-        if let Some(s) = stage_of(&line) {
-            count = if s == stage { count + 1 } else { 1 };
-            if s != stage {
-                stage = s.to_string();
+        if let Some(stage) = stage_of(&line) {
+            count += 1;
+            if seen.insert(stage.to_string()) {
+                // A new stage: shown in plain output too.
                 progress.detail(&format!("debootstrap: {}", line_detail(&line)));
             } else if progress.is_live() {
-                // The spinner shows every line; plain output only stage changes.
-                progress.detail(&format!("debootstrap: {} ({count})", line_detail(&line)));
+                // The spinner shows every line; plain output only each stage's first.
+                progress.detail(&format!("debootstrap: {} [{count}]", line_detail(&line)));
             }
         }
         all.push(line);
