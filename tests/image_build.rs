@@ -245,6 +245,9 @@ fn filesystem_contents_without_mounting() {
 struct Vm {
     child: Child,
     console: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    started: Instant,
 }
 
 impl Drop for Vm {
@@ -259,6 +262,137 @@ impl Vm {
         let text = std::fs::read_to_string(&self.console).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+fn host_pub(w: &Path) -> String {
+    let line = std::fs::read_to_string(w.join("ssh_host_ed25519_key.pub")).unwrap();
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Vm {
+    /// Boots the image (an 8G overlay in `w`) under TCG with an optional seed disk
+    /// `(path, format)`; SSH is forwarded from a free loopback port.
+    fn start(
+        image: &Path,
+        w: &Path,
+        seed: Option<(&Path, &str)>,
+        mac: &str,
+        machine_id: &str,
+    ) -> Vm {
+        assert!(have("qemu-system-x86_64"), "qemu-system-x86 is needed");
+        let dir = image_dir();
+        let overlay = w.join("overlay.qcow2");
+        sh(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(image)
+            .arg(&overlay)
+            .arg("8G"));
+        let port = free_port();
+        let console = w.join("console.log");
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg,thread=multi", "-m", "1024", "-smp", "2"])
+            .args(["-nographic", "-monitor", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-kernel")
+            .arg(dir.join("debian-12.vmlinuz"))
+            .arg("-initrd")
+            .arg(dir.join("debian-12.initrd"))
+            .arg("-append")
+            .arg(format!(
+                "root=/dev/vda rw console=ttyS0 ds=nocloud systemd.machine_id={machine_id}"
+            ))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()));
+        if let Some((seed, format)) = seed {
+            cmd.arg("-drive").arg(format!(
+                "file={},if=virtio,format={format},readonly=on",
+                seed.display()
+            ));
+        }
+        let child = cmd
+            .arg("-nic")
+            .arg(format!(
+                "user,model=virtio-net-pci,mac={mac},hostfwd=tcp:127.0.0.1:{port}-:22"
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64");
+        Vm {
+            child,
+            console,
+            port,
+            dir: w.to_path_buf(),
+            started: Instant::now(),
+        }
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Runs `cmd` as root over SSH; `strict`: only the host key in known_hosts is accepted.
+    fn ssh(&self, cmd: &str, strict: bool) -> Output {
+        let mut c = Command::new("ssh");
+        c.args(["-q", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts().display()
+            ))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"]);
+        if strict {
+            c.args(["-o", "StrictHostKeyChecking=yes"]);
+        } else {
+            c.args(["-o", "StrictHostKeyChecking=no"]);
+        }
+        c.arg("-i")
+            .arg(self.dir.join("id"))
+            .args(["-p", &self.port.to_string(), "root@127.0.0.1", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Waits (≤ 180 s from the start) until SSH answers; prints the time it took.
+    fn wait_for_ssh(&mut self, strict: bool) {
+        let deadline = self.started + Duration::from_secs(180);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("qemu exited early ({status}):\n{}", self.console_tail());
+            }
+            if self.ssh("true", strict).status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no SSH within 180 s; console:\n{}",
+                self.console_tail()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        println!(
+            "boot to SSH under TCG: {:.1}s",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Runs `cmd` and returns its stdout; fails the test when it fails.
+    fn run(&self, cmd: &str, strict: bool) -> String {
+        let out = self.ssh(cmd, strict);
+        assert!(
+            out.status.success(),
+            "{cmd} failed in the VM: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
     }
 }
 
@@ -287,8 +421,6 @@ fn ensure_mtools() {
 fn boots_under_tcg_and_applies_the_seed() {
     let image = built_image();
     ensure_mtools();
-    assert!(have("qemu-system-x86_64"), "qemu-system-x86 is needed");
-    let dir = image_dir();
     let t = tempfile::tempdir_in("/var/tmp").unwrap();
     let w = t.path();
 
@@ -352,105 +484,15 @@ fn boots_under_tcg_and_applies_the_seed() {
         "::duststack/network/10-nic1.network",
     ]);
 
-    let overlay = w.join("overlay.qcow2");
-    sh(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(image)
-        .arg(&overlay)
-        .arg("8G"));
-
-    let port = free_port();
-    let host_pub = std::fs::read_to_string(w.join("ssh_host_ed25519_key.pub")).unwrap();
-    let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-    let known_hosts = w.join("known_hosts");
+    let mut vm = Vm::start(image, w, Some((&seed, "raw")), mac, machine_id);
     std::fs::write(
-        &known_hosts,
-        format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
+        vm.known_hosts(),
+        format!("[127.0.0.1]:{} {}\n", vm.port, host_pub(w)),
     )
     .unwrap();
-
-    let console = w.join("console.log");
-    let started = Instant::now();
-    let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg,thread=multi", "-m", "1024", "-smp", "2"])
-        .args(["-nographic", "-monitor", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(dir.join("debian-12.vmlinuz"))
-        .arg("-initrd")
-        .arg(dir.join("debian-12.initrd"))
-        .arg("-append")
-        .arg(format!(
-            "root=/dev/vda rw console=ttyS0 ds=nocloud systemd.machine_id={machine_id}"
-        ))
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=raw,readonly=on",
-            seed.display()
-        ))
-        .arg("-nic")
-        .arg(format!(
-            "user,model=virtio-net-pci,mac={mac},hostfwd=tcp:127.0.0.1:{port}-:22"
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64");
-    let mut vm = Vm { child, console };
-
-    let ssh = |cmd: &str| -> Output {
-        Command::new("ssh")
-            .args(["-q", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-            ])
-            .arg("-i")
-            .arg(w.join("id"))
-            .args(["-p", &port.to_string(), "root@127.0.0.1", cmd])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-
-    let deadline = started + Duration::from_secs(180);
-    loop {
-        if let Ok(Some(status)) = vm.child.try_wait() {
-            panic!("qemu exited early ({status}):\n{}", vm.console_tail());
-        }
-        if ssh("true").status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no SSH within 180 s; console:\n{}",
-            vm.console_tail()
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    println!(
-        "boot to SSH under TCG: {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let run = |cmd: &str| -> String {
-        let out = ssh(cmd);
-        assert!(
-            out.status.success(),
-            "{cmd} failed in the VM: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout(&out)
-    };
+    vm.wait_for_ssh(true);
+    let ssh = |cmd: &str| vm.ssh(cmd, true);
+    let run = |cmd: &str| vm.run(cmd, true);
     assert_eq!(run("hostname").trim(), hostname);
     assert_eq!(run("cat /etc/hostname").trim(), hostname);
     assert!(run("cat /etc/hosts").contains(&format!("127.0.1.1\t{hostname}")));
@@ -507,5 +549,56 @@ fn boots_under_tcg_and_applies_the_seed() {
     let seed_log = stdout(&ssh("journalctl -b -u duststack-seed --no-pager -o cat"));
     println!("seed log:\n{seed_log}");
     assert!(seed_log.contains("hostname seeded-node-1"), "{seed_log}");
+    drop(vm);
+}
+
+/// The lead's NoCloud seed may be an ISO 9660 volume labelled `cidata` (lower case); a seed
+/// without host keys makes the image generate its own (`ssh-keygen -A`) so sshd still starts.
+#[test]
+fn iso9660_seed_without_host_keys() {
+    let image = built_image();
+    assert!(
+        have("genisoimage"),
+        "genisoimage is needed (scripts/install-deps.sh)"
+    );
+    let t = tempfile::tempdir_in("/var/tmp").unwrap();
+    let w = t.path();
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test-client", "-f"])
+        .arg(w.join("id")));
+    let tree = w.join("seed");
+    std::fs::create_dir_all(tree.join("duststack")).unwrap();
+    std::fs::write(tree.join("meta-data"), "instance-id: iso\n").unwrap();
+    std::fs::write(tree.join("duststack/hostname"), "iso-node.lab.example\n").unwrap();
+    std::fs::copy(w.join("id.pub"), tree.join("duststack/authorized_keys")).unwrap();
+    let iso = w.join("seed.iso");
+    sh(Command::new("genisoimage")
+        .args(["-quiet", "-V", "cidata", "-r", "-J", "-o"])
+        .arg(&iso)
+        .arg(&tree));
+
+    let machine_id = "fedcba9876543210fedcba9876543210";
+    let mut vm = Vm::start(
+        image,
+        w,
+        Some((&iso, "raw")),
+        "52:54:00:65:43:21",
+        machine_id,
+    );
+    // The host key is generated in the VM: trust on first use here.
+    vm.wait_for_ssh(false);
+    let run = |cmd: &str| vm.run(cmd, false);
+    assert_eq!(run("hostname").trim(), "iso-node.lab.example");
+    assert!(run("cat /etc/hosts").contains("127.0.1.1\tiso-node.lab.example iso-node"));
+    assert_eq!(run("cat /etc/machine-id").trim(), machine_id);
+    let keys = run("ls /etc/ssh | grep '^ssh_host_.*_key$' | sort | tr '\\n' ' '");
+    assert_eq!(
+        keys.trim(),
+        "ssh_host_ecdsa_key ssh_host_ed25519_key ssh_host_rsa_key",
+        "ssh-keygen -A did not run"
+    );
+    let seed_log = run("journalctl -b -u duststack-seed --no-pager -o cat");
+    assert!(seed_log.contains("generating them"), "{seed_log}");
+    assert!(seed_log.contains("applying the seed"), "{seed_log}");
     drop(vm);
 }
