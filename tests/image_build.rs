@@ -546,6 +546,11 @@ fn boots_under_tcg_and_applies_the_seed() {
         "systemctl is-system-running; systemctl --failed --no-legend",
     ));
     println!("system state: {state}");
+    // The seed unit's ordering fits into systemd's boot without cycles being broken.
+    let cycles = stdout(&ssh(
+        "journalctl -b --no-pager -o cat | grep -i 'ordering cycle' || true",
+    ));
+    assert_eq!(cycles.trim(), "", "systemd reported ordering cycles");
     let seed_log = stdout(&ssh("journalctl -b -u duststack-seed --no-pager -o cat"));
     println!("seed log:\n{seed_log}");
     assert!(seed_log.contains("hostname seeded-node-1"), "{seed_log}");
