@@ -86,10 +86,10 @@ pub fn run(d: &Debootstrap<'_>, progress: &Progress) -> anyhow::Result<()> {
             count += 1;
             if seen.insert(stage.to_string()) {
                 // A new stage: shown in plain output too.
-                progress.detail(&format!("debootstrap: {}", line_detail(&line)));
+                progress.detail(line_detail(&line));
             } else if progress.is_live() {
                 // The spinner shows every line; plain output only each stage's first.
-                progress.detail(&format!("debootstrap: {} [{count}]", line_detail(&line)));
+                progress.detail(&format!("{} [{count}]", line_detail(&line)));
             }
         }
         all.push(line);
