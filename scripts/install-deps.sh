@@ -24,6 +24,18 @@ command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 # The Hyper-V seed ISO is checked with isoinfo (volume id, Rock Ridge/Joliet names) and blkid -p.
 command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
 command -v blkid >/dev/null 2>&1 || [ -x /sbin/blkid ] || need_apt+=(util-linux)
+# `duststack image build` and its test: debootstrap, mke2fs -d / debugfs, qemu-img, a TCG boot,
+# and a vfat CIDATA seed made with mkfs.vfat + mcopy.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || need_apt+=(e2fsprogs)
+command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
+command -v mcopy >/dev/null 2>&1 || need_apt+=(mtools)
+command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=(dosfstools)
+# `duststack lab` VMs: libvirtd + virtlogd (started by the tests inside their own network
+# namespace), dnsmasq for libvirt's networks, the system ssh client for the VM checks.
+[ -x /usr/sbin/libvirtd ] && [ -f /etc/libvirt/qemu.conf ] || need_apt+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
+[ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod data;
 pub mod exec;
 pub mod facts;
+pub mod image;
 pub mod inventory;
 pub mod lab;
 pub mod modules;

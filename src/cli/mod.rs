@@ -1,5 +1,6 @@
 //! Command-line interface: flags (clap) → one function per subcommand → exit status.
 
+pub mod image;
 pub mod inventory;
 pub mod lab;
 pub mod lab_hyperv;
@@ -33,6 +34,8 @@ pub enum Command {
     Pki(pki::PkiArgs),
     /// Lab VMs on libvirt from an inventory: up, status, down.
     Lab(lab::LabArgs),
+    /// The Debian base image lab VMs boot from: build.
+    Image(image::ImageArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -44,6 +47,7 @@ pub fn run() -> ExitCode {
         Command::Testbed(args) => testbed::run(args),
         Command::Pki(args) => pki::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(code) => code,
