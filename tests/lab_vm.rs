@@ -42,6 +42,16 @@ struct Lab {
     dir: PathBuf,
 }
 
+impl Drop for Lab {
+    /// A failed test still removes its domains, volumes and networks (their definitions outlive
+    /// the hypervisor namespace) before the namespace goes.
+    fn drop(&mut self) {
+        if self.dir.join("inventory").exists() {
+            let _ = self.lab("down", &[]);
+        }
+    }
+}
+
 impl Lab {
     fn duststack(&self, args: &[&str]) -> Output {
         let mut c = self.hv.command(DUSTSTACK);
@@ -122,7 +132,12 @@ fn write_inventory(dir: &Path, base: &Path, vmem: &str) {
              base_kernel: {stem}.vmlinuz\n\
              base_initrd: {stem}.initrd\n\
              ssh_key: {key}.pub\n\
-             k8s_runtime_environment: containerd\n",
+             k8s_runtime_environment: containerd\n\
+             k8s_network: flannel\n\
+             k8s_pod_cidr: 10.244.0.0/16\n\
+             k8s_svc_node_port_range: 30000-32767\n\
+             use_firewalld: true\n\
+             firewall_backend: auto\n",
             images = dir.join("images").display(),
             logs = dir.join("logs").display(),
             base = base.display(),
@@ -264,6 +279,69 @@ fn lab_vm_up_ssh_snapshot_down() {
         "k8s-node-2\n"
     );
 
+    // playbooks/prepare.yml (issue 4) on the lab: twice, the second run changes nothing.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prepare = repo.join("playbooks/prepare.yml");
+    let t = Instant::now();
+    let first = ok(lab.duststack(&[
+        "play",
+        prepare.to_str().unwrap(),
+        "-i",
+        inv_path.to_str().unwrap(),
+    ]));
+    println!(
+        "timing: prepare.yml first run {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(first.contains("failed=0"), "{first}");
+    let t = Instant::now();
+    let second = ok(lab.duststack(&[
+        "play",
+        prepare.to_str().unwrap(),
+        "-i",
+        inv_path.to_str().unwrap(),
+    ]));
+    println!(
+        "timing: prepare.yml second run {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let recap_lines: Vec<&str> = second.lines().filter(|l| l.contains(" : ok=")).collect();
+    assert_eq!(recap_lines.len(), 3, "{second}");
+    for l in &recap_lines {
+        assert!(
+            l.contains("changed=0") && l.contains("failed=0"),
+            "{second}"
+        );
+    }
+    for node in NODES {
+        let nat = inv.vars_for_host(node, None).unwrap()["ansible_host"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        check_prepared(&lab, node, &nat);
+    }
+    // Modules, sysctl and firewall survive a reboot.
+    ok(lab.ssh(&first_nat, "systemctl reboot"));
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let t = Instant::now();
+    loop {
+        let out = lab.ssh(
+            &first_nat,
+            "systemctl is-system-running --wait >/dev/null; hostname",
+        );
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            t.elapsed().as_secs() < 240,
+            "k8s-node-2 did not come back: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    println!("timing: reboot to SSH {:.1}s", t.elapsed().as_secs_f64());
+    check_prepared(&lab, "k8s-node-2", &first_nat);
+
     // A second up changes nothing.
     let t = Instant::now();
     let again = ok(lab.lab("up", &[]));
@@ -321,4 +399,75 @@ fn lab_vm_up_ssh_snapshot_down() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(logs.is_empty(), "{logs:?}");
+}
+
+/// What prepare.yml must leave on a node (issue 4's acceptance): no swap, the modules loaded,
+/// the three sysctl values 1, the nftables table with exactly the role's ports, containerd
+/// running with SystemdCgroup and answering `ctr version` and a CRI Version call.
+fn check_prepared(lab: &Lab, node: &str, address: &str) {
+    let out = ok(lab.ssh(
+        address,
+        "swapon --show --noheadings | wc -l; \
+         awk '$1 !~ /^#/ && $3 == \"swap\"' /etc/fstab | wc -l; \
+         lsmod | awk '{print $1}' | grep -xE 'br_netfilter|overlay' | sort | tr '\\n' ' '; echo; \
+         sysctl -n net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.ipv4.ip_forward | tr '\\n' ' '; echo",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "0", "{node}: swap is on: {out}");
+    assert_eq!(
+        lines[1].trim(),
+        "0",
+        "{node}: fstab has an active swap line: {out}"
+    );
+    assert_eq!(lines[2].trim(), "br_netfilter overlay", "{node}: {out}");
+    assert_eq!(lines[3].trim(), "1 1 1", "{node}: {out}");
+
+    let ruleset = ok(lab.ssh(address, "nft list table inet duststack"));
+    let set = |name: &str| -> Vec<String> {
+        let start = ruleset
+            .find(&format!("set {name} "))
+            .unwrap_or_else(|| panic!("{node}: no set {name}:\n{ruleset}"));
+        let rest = &ruleset[start..];
+        let open = rest.find("elements = {").map(|i| i + "elements = {".len());
+        let Some(open) = open else { return Vec::new() };
+        let close = rest[open..].find('}').unwrap() + open;
+        rest[open..close]
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let tcp = set("tcp_ports");
+    let udp = set("udp_ports");
+    if node == "k8s-master-1" {
+        assert_eq!(
+            tcp,
+            ["22", "2379-2380", "6443", "10250", "10257", "10259"],
+            "{ruleset}"
+        );
+    } else {
+        assert_eq!(tcp, ["22", "10250", "30000-32767"], "{ruleset}");
+    }
+    assert_eq!(udp, ["8472"], "{ruleset}");
+    assert!(ruleset.contains("policy drop"), "{ruleset}");
+
+    let out = ok(lab.ssh(
+        address,
+        "systemctl is-active containerd; \
+         grep -c 'SystemdCgroup = true' /etc/containerd/config.toml; \
+         ctr version >/dev/null && echo ctr-ok; \
+         printf '\\0\\0\\0\\0\\0' | curl -s --http2-prior-knowledge \
+           --unix-socket /run/containerd/containerd.sock -H 'content-type: application/grpc' \
+           -H 'te: trailers' --data-binary @- http://localhost/runtime.v1.RuntimeService/Version \
+           | tr -c '[:print:]' ' '; echo",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "active", "{node}: {out}");
+    assert_eq!(lines[1], "1", "{node}: {out}");
+    assert_eq!(lines[2], "ctr-ok", "{node}: {out}");
+    // The CRI VersionResponse: runtime name and API version.
+    assert!(
+        lines[3].contains("containerd") && lines[3].contains("v1"),
+        "{node}: CRI: {out}"
+    );
 }

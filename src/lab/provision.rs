@@ -293,6 +293,17 @@ pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome
     let kernel = PathBuf::from(&lab.kernel);
     lab.virt_type = effective_virt_type(lv, lab.virt_type, &kernel);
     check_memory(lv, &lab)?;
+    // Addresses on a reused network follow its subnet; the seeds carry them.
+    for name in lab
+        .networks
+        .iter()
+        .map(|n| n.name.clone())
+        .collect::<Vec<_>>()
+    {
+        if let Some((address, prefix)) = lv.reused_subnet(&lab, &name)? {
+            lab.rebase_network(&name, address, prefix);
+        }
+    }
     let Seeds {
         images: seed_images,
         host_keys,

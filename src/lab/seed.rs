@@ -72,6 +72,8 @@ pub struct Seed {
     pub user_data: String,
     /// `network-config` (netplan version 2).
     pub network_config: String,
+    /// systemd-networkd files for the duststack image (`duststack/network/`).
+    pub networkd: Vec<(String, String)>,
 }
 
 /// Renders all seed files for `node`: `authorized_keys` are the user's public key lines,
@@ -85,7 +87,8 @@ pub fn render(
     Ok(Seed {
         meta_data: meta_data(lab, node),
         user_data: user_data(node, authorized_keys, host_keys)?,
-        network_config: network_config(node),
+        network_config: network_config(lab, node),
+        networkd: networkd_files(lab, node),
     })
 }
 
@@ -197,17 +200,31 @@ pub fn user_data(
 
 /// `network-config` v2: DHCP on the NAT NIC (its address is reserved by MAC), the static
 /// internal address on the isolated NIC; both matched by MAC.
-/// systemd-networkd files for the duststack image's seed applier (`duststack/network/`):
-/// nic1 by DHCP (the lab's reservation), nic2 with its static internal address, both matched by MAC.
-pub fn networkd_files(node: &Node) -> Vec<(String, String)> {
+/// The NAT network's gateway (also its DNS server: libvirt's dnsmasq) for a node.
+fn nat_gateway(lab: &Lab, node: &Node) -> std::net::Ipv4Addr {
+    let nat = node.nat_nic();
+    lab.network(&nat.network)
+        .map(|n| n.gateway())
+        .unwrap_or_else(|| {
+            let mask = u32::MAX << (32 - u32::from(nat.prefix.clamp(1, 32)));
+            std::net::Ipv4Addr::from((u32::from(nat.ip) & mask) + 1)
+        })
+}
+
+/// systemd-networkd files for the duststack image's seed applier (`duststack/network/`), both
+/// NICs matched by MAC and addressed statically: nic1 with its reserved address, the gateway
+/// and DNS of the NAT network (no dependence on DHCP: a lease dnsmasq still holds for a VM of
+/// an earlier lab can never move a node off its address), nic2 with its internal address.
+pub fn networkd_files(lab: &Lab, node: &Node) -> Vec<(String, String)> {
     let nat = node.nat_nic();
     let internal = node.internal_nic();
+    let gw = nat_gateway(lab, node);
     vec![
         (
             "10-nic1.network".into(),
             format!(
-                "[Match]\nMACAddress={}\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
-                nat.mac
+                "[Match]\nMACAddress={}\n\n[Network]\nAddress={}/{}\nGateway={gw}\nDNS={gw}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+                nat.mac, nat.ip, nat.prefix
             ),
         ),
         (
@@ -259,19 +276,26 @@ impl Seed {
                 format!("{}\n", hk.public_line.trim()).into_bytes(),
             ));
         }
-        for (name, text) in networkd_files(node) {
-            out.push((format!("duststack/network/{name}"), text.into_bytes()));
+        for (name, text) in &self.networkd {
+            out.push((
+                format!("duststack/network/{name}"),
+                text.clone().into_bytes(),
+            ));
         }
         Ok(out)
     }
 }
 
-pub fn network_config(node: &Node) -> String {
+pub fn network_config(lab: &Lab, node: &Node) -> String {
     let nat = node.nat_nic();
     let internal = node.internal_nic();
+    let gw = nat_gateway(lab, node).to_string();
     format!(
-        "version: 2\nethernets:\n  nic1:\n    match:\n      macaddress: {}\n    dhcp4: true\n  nic2:\n    match:\n      macaddress: {}\n    dhcp4: false\n    addresses:\n      - {}\n",
+        "version: 2\nethernets:\n  nic1:\n    match:\n      macaddress: {}\n    dhcp4: false\n    addresses:\n      - {}\n    routes:\n      - to: default\n        via: {}\n    nameservers:\n      addresses:\n        - {}\n  nic2:\n    match:\n      macaddress: {}\n    dhcp4: false\n    addresses:\n      - {}\n",
         q(&nat.mac),
+        q(&format!("{}/{}", nat.ip, nat.prefix)),
+        q(&gw),
+        q(&gw),
         q(&internal.mac),
         q(&format!("{}/{}", internal.ip, internal.prefix)),
     )
@@ -367,7 +391,18 @@ mod tests {
             e["nic1"]["match"]["macaddress"],
             node.nat_nic().mac.as_str()
         );
-        assert_eq!(e["nic1"]["dhcp4"], true);
+        assert_eq!(e["nic1"]["dhcp4"], false);
+        assert_eq!(e["nic1"]["addresses"][0], "192.168.122.10/24");
+        assert_eq!(e["nic1"]["routes"][0]["via"], "192.168.122.1");
+        assert_eq!(e["nic1"]["nameservers"]["addresses"][0], "192.168.122.1");
+        let nd = networkd_files(&lab, node);
+        assert!(
+            nd[0]
+                .1
+                .contains("Address=192.168.122.10/24\nGateway=192.168.122.1\n"),
+            "{nd:?}"
+        );
+        assert!(nd[1].1.contains("Address=192.168.90.10/24\n"), "{nd:?}");
         assert_eq!(
             e["nic2"]["match"]["macaddress"],
             node.internal_nic().mac.as_str()

@@ -60,6 +60,19 @@ impl Hypervisor {
             keep: false,
         };
         run(Command::new("ip").args(["netns", "exec", netns, "ip", "link", "set", "lo", "up"]))?;
+        // Runtime state of an earlier libvirtd (networks and domains it thought active, in a
+        // namespace that is gone) would make this one believe bridges exist that do not.
+        for dir in ["/run/libvirt/network", "/run/libvirt/qemu"] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+                    if p.is_file() && matches!(ext, "xml" | "pid") {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+            }
+        }
         // Stale sockets or pid files of an earlier, killed daemon make the new one refuse.
         for stale in [
             "/run/libvirtd.pid",
@@ -147,6 +160,29 @@ pub fn stop(netns: &str) -> Vec<String> {
             _ => false,
         }
     };
+    // Let libvirt itself stop what runs (domains, then networks) so its runtime state is clean.
+    let virsh = |args: &[&str]| -> String {
+        Command::new("ip")
+            .args(["netns", "exec", netns, "virsh", "-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    for dom in virsh(&["list", "--name"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        virsh(&["destroy", dom.trim()]);
+        done.push(format!("stopped domain {}", dom.trim()));
+    }
+    for net in virsh(&["net-list", "--name"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        virsh(&["net-destroy", net.trim()]);
+        done.push(format!("stopped network {}", net.trim()));
+    }
     for (file, name) in [
         ("/run/libvirtd.pid", "libvirtd"),
         ("/run/virtlogd.pid", "virtlogd"),

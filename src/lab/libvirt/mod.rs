@@ -482,6 +482,25 @@ impl Libvirt {
         })
     }
 
+    /// The subnet of network `name` if it exists and duststack did not create it for this lab
+    /// (a reused network, e.g. libvirt's `default`): the lab's addresses must live in it.
+    pub fn reused_subnet(
+        &self,
+        lab: &Lab,
+        name: &str,
+    ) -> anyhow::Result<Option<(std::net::Ipv4Addr, u8)>> {
+        let Some(net) = self.find_network(name)? else {
+            return Ok(None);
+        };
+        let xml = net
+            .get_xml_desc(0)
+            .map_err(|e| anyhow!("{}: reading network {name}: {}", self.uri, e.message()))?;
+        if read_mark(&xml)?.is_some_and(|m| m.lab == lab.name) {
+            return Ok(None);
+        }
+        network_subnet(&xml)
+    }
+
     /// Adds a DHCP reservation (live and persistent) for every lab node to a network that
     /// duststack did not create (typically libvirt's `default`), unless one for that MAC with
     /// that address exists. Returns the `<host>` elements it added.
