@@ -21,6 +21,8 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 # kubectl parses the generated kubeconfigs in the PKI tests (Debian ships it as kubernetes-client).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# etcd-client (dustkube) compiles etcd's .proto files at build time with protoc.
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2
