@@ -67,7 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/apis", get(|| async { json_response(&discovery::api_groups()) }))
         .route("/api/{version}", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
-        .route("/openapi/v2", get(|| async { json_response(&openapi::v2()) }))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(|| async { json_response(&openapi::v3_root()) }))
         .route("/openapi/v3/{*gv}", get(openapi_v3))
         .route("/api/{version}/{*rest}", any(objects::core))
@@ -112,6 +112,18 @@ async fn group_resources(Path((group, version)): Path<(String, String)>) -> Resp
         Some(v) => json_response(&v),
         None => ApiError::no_route(&format!("/apis/{group}/{version}")).into_response(),
     }
+}
+
+async fn openapi_v2(headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("protobuf") {
+        let ct = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+        return ([(header::CONTENT_TYPE, ct)], openapi::v2_protobuf()).into_response();
+    }
+    json_response(&openapi::v2())
 }
 
 async fn openapi_v3(Path(gv): Path<String>) -> Response {

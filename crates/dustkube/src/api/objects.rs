@@ -154,6 +154,15 @@ async fn dispatch(
             return ApiError::no_route(&path).into_response();
         }
     }
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Protobuf bodies are not decoded; client-go then retries in JSON.
+    if !req.body.is_empty() && ct.starts_with("application/vnd.kubernetes.protobuf") {
+        return ApiError::unsupported_media_type(ct).into_response();
+    }
     tracing::debug!(user = %user.name, verb, %path, "request");
     let result = match verb {
         "get" => get_with_table(&state, &t, &req).await,

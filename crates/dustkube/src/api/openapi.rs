@@ -144,12 +144,13 @@ pub fn v3(gv: &str) -> Option<Value> {
                 "parameters": params,
             }),
         );
+        // No x-kubernetes-group-version-kind on the schema yet: kubectl apply then computes
+        // patches from its built-in types instead of warning about missing fields.
         schemas.insert(
             definition_name(r),
             json!({
                 "description": format!("{} ({}).", r.kind, r.api_version()),
                 "type": "object",
-                "x-kubernetes-group-version-kind": [gvk(r)],
             }),
         );
     }
@@ -163,4 +164,36 @@ pub fn v3(gv: &str) -> Option<Value> {
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// Protobuf encoding (gnostic's `openapi_v2.Document`), which kubectl's OpenAPI v2 client asks
+/// for and parses: for now the document's `swagger` and `info` fields (title, version), enough
+/// for kubectl to load it; validation is left to the server through the v3 documents.
+pub fn v2_protobuf() -> Vec<u8> {
+    let (major, minor) = KUBE_VERSION;
+    let mut info = Vec::new();
+    pb_string(&mut info, 1, "Kubernetes");
+    pb_string(&mut info, 2, &format!("v{major}.{minor}.0"));
+    let mut doc = Vec::new();
+    pb_string(&mut doc, 1, "2.0");
+    pb_bytes(&mut doc, 2, &info);
+    doc
+}
+
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn pb_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    pb_varint(out, (field << 3) | 2);
+    pb_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn pb_string(out: &mut Vec<u8>, field: u64, s: &str) {
+    pb_bytes(out, field, s.as_bytes());
 }
