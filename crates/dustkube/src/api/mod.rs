@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod selectors;
 pub mod status;
 pub mod table;

@@ -158,10 +158,18 @@ async fn dispatch(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // Protobuf bodies are not decoded; client-go then retries in JSON.
+        .unwrap_or("")
+        .to_string();
+    // kubectl 1.33's typed clients send protobuf: decode the kinds we know, 415 for the rest.
+    let mut req = req;
     if !req.body.is_empty() && ct.starts_with("application/vnd.kubernetes.protobuf") {
-        return ApiError::unsupported_media_type(ct).into_response();
+        match super::protobuf::decode(&req.body) {
+            Ok(v) => req.body = Bytes::from(v.to_string()),
+            Err(e) => {
+                tracing::info!(error = %e, "protobuf body refused");
+                return ApiError::unsupported_media_type(&ct).into_response();
+            }
+        }
     }
     tracing::debug!(user = %user.name, verb, %path, "request");
     let result = match verb {
