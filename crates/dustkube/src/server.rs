@@ -29,7 +29,8 @@ use crate::storage::etcd::{EtcdConfig, EtcdStore};
 use crate::storage::Store;
 
 /// Namespaces every cluster has.
-pub const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const DEFAULT_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Settings of `dustkube server` (flags named like kube-apiserver's).
 #[derive(Debug, Clone, clap::Args)]
@@ -134,7 +135,11 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
-    let tls = tls_config(&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file)?;
+    let tls = tls_config(
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.client_ca_file,
+    )?;
     let etcd = EtcdConfig {
         endpoints: args.etcd_servers.clone(),
         ca_file: args.etcd_cafile.clone(),
@@ -154,7 +159,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "serving");
-    serve(listener, TlsAcceptor::from(Arc::new(tls)), api::app(state), shutdown_signal()).await
+    serve(
+        listener,
+        TlsAcceptor::from(Arc::new(tls)),
+        api::app(state),
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// Accepts TLS connections on `listener` and serves `app` until `shutdown` completes, then
@@ -182,14 +193,15 @@ pub async fn serve(
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let user = tls
                 .get_ref()
                 .1
@@ -202,9 +214,9 @@ pub async fn serve(
                         None
                     }
                 });
-            let svc = app
-                .layer(Extension(Caller(user)))
-                .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new));
+            let svc = app.layer(Extension(Caller(user))).map_request(
+                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            );
             let svc = TowerToHyperService::new(svc);
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);

@@ -1,87 +1,23 @@
 //! End to end: a real etcd (mTLS, loopback) and `dustkube server`, driven by the real kubectl
 //! 1.27 and 1.33 binaries; asserts on what kubectl prints.
 
+mod common;
+
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use common::{free_port, wait_for_port, Proc};
 
 use duststack::pki::issue::{generate_key, issue, parse_key};
 use duststack::pki::kubeconfig::Kubeconfig;
-use duststack::pki::spec::{Endpoint, Usage};
-use duststack::pki::{CertSpec, ClusterSpec, KeyAlgorithm, Store};
+use duststack::pki::spec::Usage;
+use duststack::pki::{CertSpec, KeyAlgorithm};
 
 const KUBECTLS: [&str; 2] = [
     "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
     "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
 ];
-
-/// A child process killed (by its pid) when dropped, so nothing outlives the test.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Proc {
-        let out = fs::File::create(log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name, child }
-    }
-
-    /// SIGTERM, then waits up to 10 s; returns whether it exited cleanly.
-    fn terminate(&mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            eprintln!("stopping {}", self.name);
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{what} did not listen on {port}; log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-}
 
 /// A client kubeconfig for a user the cluster CA signs (CN = user, O = groups).
 fn user_kubeconfig(pki: &Path, server: &str, user: &str, groups: &[&str]) -> String {
@@ -97,7 +33,13 @@ fn user_kubeconfig(pki: &Path, server: &str, user: &str, groups: &[&str]) -> Str
         ips: Vec::new(),
         usage: Some(Usage::Client),
     };
-    let cert = issue(&spec, &key, Some((&ca_pem, &ca_key)), time::OffsetDateTime::now_utc()).unwrap();
+    let cert = issue(
+        &spec,
+        &key,
+        Some((&ca_pem, &ca_key)),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     Kubeconfig {
         server: server.into(),
         ca_pem,
@@ -150,7 +92,12 @@ impl Kubectl {
     /// Runs and expects failure; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "{} {:?} should have failed", self.bin, args);
+        assert!(
+            !out.status.success(),
+            "{} {:?} should have failed",
+            self.bin,
+            args
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
@@ -178,51 +125,118 @@ fn exercise(k: &Kubectl, jane: &Kubectl, dir: &Path, ns: &str) {
     let out = k.ok(&["get", "ns"]);
     assert!(has_row(&out, "NAME STATUS AGE"), "{out}");
     for n in ["default", "kube-system", "kube-public"] {
-        assert!(has_row(&out, &format!("{n} Active ")), "{n} missing:\n{out}");
+        assert!(
+            has_row(&out, &format!("{n} Active ")),
+            "{n} missing:\n{out}"
+        );
     }
     // An empty cluster has no pods.
     let out = k.run(&["get", "pods", "-A"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
 
-    assert_eq!(k.ok(&["create", "namespace", ns]).trim(), format!("namespace/{ns} created"));
+    assert_eq!(
+        k.ok(&["create", "namespace", ns]).trim(),
+        format!("namespace/{ns} created")
+    );
     let err = k.fails(&["create", "namespace", ns]);
-    assert!(err.contains(&format!("(AlreadyExists): namespaces \"{ns}\" already exists")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "(AlreadyExists): namespaces \"{ns}\" already exists"
+        )),
+        "{err}"
+    );
 
     // apply: created, then unchanged, then configured.
     let file = dir.join(format!("{ns}.yaml"));
     fs::write(&file, manifest(ns, 2, "nginx:1.25")).unwrap();
     let f = file.to_str().unwrap();
     let out = k.ok(&["apply", "-f", f]);
-    assert!(out.contains("configmap/settings created") && out.contains("deployment.apps/web created"), "{out}");
+    assert!(
+        out.contains("configmap/settings created") && out.contains("deployment.apps/web created"),
+        "{out}"
+    );
     let out = k.ok(&["apply", "-f", f]);
-    assert!(out.contains("configmap/settings unchanged") && out.contains("deployment.apps/web unchanged"), "{out}");
+    assert!(
+        out.contains("configmap/settings unchanged")
+            && out.contains("deployment.apps/web unchanged"),
+        "{out}"
+    );
     fs::write(&file, manifest(ns, 3, "nginx:1.26")).unwrap();
     let out = k.ok(&["apply", "-f", f]);
-    assert!(out.contains("configmap/settings unchanged") && out.contains("deployment.apps/web configured"), "{out}");
+    assert!(
+        out.contains("configmap/settings unchanged")
+            && out.contains("deployment.apps/web configured"),
+        "{out}"
+    );
 
     // Tables with kubectl's columns.
     let out = k.ok(&["get", "deploy", "-n", ns]);
-    assert_eq!(rows(&out)[0], "NAME READY UP-TO-DATE AVAILABLE AGE", "{out}");
+    assert_eq!(
+        rows(&out)[0],
+        "NAME READY UP-TO-DATE AVAILABLE AGE",
+        "{out}"
+    );
     assert!(has_row(&out, "web 0/3 0 0 "), "{out}");
     let out = k.ok(&["get", "deploy", "-n", ns, "-o", "wide"]);
-    assert_eq!(rows(&out)[0], "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR", "{out}");
+    assert_eq!(
+        rows(&out)[0],
+        "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR",
+        "{out}"
+    );
     assert!(rows(&out)[1].ends_with("nginx nginx:1.26 app=web"), "{out}");
     let out = k.ok(&["get", "cm", "-A", "--show-labels"]);
     assert_eq!(rows(&out)[0], "NAMESPACE NAME DATA AGE LABELS", "{out}");
-    let row = rows(&out).into_iter().find(|r| r.starts_with(&format!("{ns} settings 1 "))).unwrap_or_default();
+    let row = rows(&out)
+        .into_iter()
+        .find(|r| r.starts_with(&format!("{ns} settings 1 ")))
+        .unwrap_or_default();
     assert!(row.ends_with("app=web"), "{out}");
-    assert_eq!(k.ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}"]), "3");
     assert_eq!(
-        k.ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
         "nginx:1.26"
     );
 
     // label --overwrite (merge patch).
-    assert_eq!(k.ok(&["label", "deploy", "web", "-n", ns, "tier=fe"]).trim(), "deployment.apps/web labeled");
+    assert_eq!(
+        k.ok(&["label", "deploy", "web", "-n", ns, "tier=fe"])
+            .trim(),
+        "deployment.apps/web labeled"
+    );
     let err = k.fails(&["label", "deploy", "web", "-n", ns, "tier=be"]);
     assert!(err.contains("already has a value (fe)"), "{err}");
     k.ok(&["label", "deploy", "web", "-n", ns, "tier=be", "--overwrite"]);
-    assert_eq!(k.ok(&["get", "deploy", "web", "-n", ns, "-o", "jsonpath={.metadata.labels.tier}"]), "be");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.labels.tier}"
+        ]),
+        "be"
+    );
 
     // replace with a stale resourceVersion: 409 Conflict.
     let stale = k.ok(&["get", "cm", "settings", "-n", ns, "-o", "json"]);
@@ -230,17 +244,76 @@ fn exercise(k: &Kubectl, jane: &Kubectl, dir: &Path, ns: &str) {
     let stale_file = dir.join(format!("{ns}-stale.json"));
     fs::write(&stale_file, stale).unwrap();
     let err = k.fails(&["replace", "-f", stale_file.to_str().unwrap()]);
-    assert!(err.contains("Conflict") && err.contains("the object has been modified"), "{err}");
+    assert!(
+        err.contains("Conflict") && err.contains("the object has been modified"),
+        "{err}"
+    );
 
     // A namespaced object in a missing namespace is NotFound.
     let err = k.fails(&["create", "configmap", "x", "-n", "nowhere"]);
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
 
+    // watch: `get -w` (Table watch, chunked) prints an object created while it runs.
+    let mut watcher = std::process::Command::new(k.bin)
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(&k.cache)
+        .args(["get", "configmaps", "-n", ns, "--watch-only"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    k.ok(&[
+        "create",
+        "configmap",
+        "watched",
+        "-n",
+        ns,
+        "--from-literal=k=v",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut lines = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            lines.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+            if lines.iter().any(|l| l.starts_with("watched 1 ")) {
+                break;
+            }
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        lines.iter().any(|l| l.starts_with("watched 1 ")),
+        "watch printed {lines:?}"
+    );
+    k.ok(&["delete", "configmap", "watched", "-n", ns]);
+
     // delete -l removes both.
     let out = k.ok(&["delete", "cm,deploy", "-n", ns, "-l", "app=web"]);
-    assert!(out.contains("configmap \"settings\" deleted") && out.contains("deployment.apps \"web\" deleted"), "{out}");
+    assert!(
+        out.contains("configmap \"settings\" deleted")
+            && out.contains("deployment.apps \"web\" deleted"),
+        "{out}"
+    );
     let out = k.run(&["get", "deploy,cm", "-n", ns, "-l", "app=web"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("No resources found in {ns} namespace.")));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("No resources found in {ns} namespace.")));
 
     // A user outside system:masters is Forbidden (RBAC is not there yet).
     let err = jane.fails(&["get", "pods", "-n", ns]);
@@ -253,39 +326,19 @@ fn exercise(k: &Kubectl, jane: &Kubectl, dir: &Path, ns: &str) {
 #[test]
 fn kubectl_1_27_and_1_33_drive_dustkube_on_etcd() {
     for bin in KUBECTLS.iter().chain(["/usr/bin/etcd"].iter()) {
-        assert!(Path::new(bin).exists(), "{bin} is required (scripts/install-deps.sh)");
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is required (scripts/install-deps.sh)"
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
     let server = format!("https://127.0.0.1:{api_port}");
 
-    let pki = dir.join("pki");
-    let mut spec = ClusterSpec::new("cp1", IpAddr::V4(Ipv4Addr::LOCALHOST));
-    spec.key_algorithm = KeyAlgorithm::EcdsaP256;
-    spec.control_plane_endpoint = Some(Endpoint {
-        host: "127.0.0.1".into(),
-        port: api_port,
-    });
-    duststack::pki::init(&Store::new(&pki), dir, &spec).unwrap();
-
+    let pki = common::make_pki(dir, api_port);
     let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
-    let etcd_log = dir.join("etcd.log");
-    let _etcd = Proc::spawn(
-        "etcd",
-        Command::new("/usr/bin/etcd")
-            .args(["--name", "cp1", "--data-dir"])
-            .arg(dir.join("etcd-data"))
-            .args(["--listen-client-urls", &format!("https://127.0.0.1:{etcd_port}")])
-            .args(["--advertise-client-urls", &format!("https://127.0.0.1:{etcd_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("cp1=http://127.0.0.1:{peer_port}")])
-            .args(["--cert-file", &p("etcd/server.crt"), "--key-file", &p("etcd/server.key")])
-            .args(["--trusted-ca-file", &p("etcd/ca.crt"), "--client-cert-auth"]),
-        &etcd_log,
-    );
-    wait_for_port(etcd_port, "etcd", &etcd_log);
+    let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
 
     let server_log = dir.join("server.log");
     let mut api = Proc::spawn(
@@ -299,13 +352,22 @@ fn kubectl_1_27_and_1_33_drive_dustkube_on_etcd() {
             .args(["--tls-cert-file", &p("apiserver.crt")])
             .args(["--tls-private-key-file", &p("apiserver.key")])
             .args(["--client-ca-file", &p("ca.crt")])
-            .args(["--secure-port", &api_port.to_string(), "--bind-address", "127.0.0.1"]),
+            .args([
+                "--secure-port",
+                &api_port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+            ]),
         &server_log,
     );
     wait_for_port(api_port, "dustkube server", &server_log);
 
     let jane_conf = dir.join("jane.conf");
-    fs::write(&jane_conf, user_kubeconfig(&pki, &server, "jane", &["students"])).unwrap();
+    fs::write(
+        &jane_conf,
+        user_kubeconfig(&pki, &server, "jane", &["students"]),
+    )
+    .unwrap();
     for (i, bin) in KUBECTLS.iter().enumerate() {
         let cache = dir.join(format!("cache-{i}"));
         let admin = Kubectl {
@@ -342,10 +404,16 @@ fn kubectl_1_27_and_1_33_drive_dustkube_on_etcd() {
     };
     assert_eq!(anon.ok(&["get", "--raw", "/livez"]), "ok");
     let err = anon.fails(&["get", "ns"]);
-    assert!(err.contains("the server has asked for the client to provide credentials"), "{err}");
+    assert!(
+        err.contains("the server has asked for the client to provide credentials"),
+        "{err}"
+    );
 
     let log = fs::read_to_string(&server_log).unwrap_or_default();
-    assert!(api.terminate(), "server did not shut down cleanly on SIGTERM:\n{log}");
+    assert!(
+        api.terminate(),
+        "server did not shut down cleanly on SIGTERM:\n{log}"
+    );
     let log = fs::read_to_string(&server_log).unwrap_or_default();
     assert!(log.contains("shutting down"), "{log}");
 }

@@ -69,7 +69,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 #[cfg(test)]
@@ -89,7 +91,11 @@ mod tests {
         assert_eq!(pods["namespaced"], true);
         assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
         let apps = resource_list("apps", "v1").unwrap();
-        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["kind"] == "Deployment"));
+        assert!(apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "Deployment"));
         assert!(resource_list("batch", "v1").is_none());
         assert_eq!(api_groups()["groups"][0]["name"], "apps");
     }

@@ -54,7 +54,12 @@ pub fn json_response(v: &Value) -> Response {
 
 /// A JSON response with the given status.
 pub fn json_status(code: StatusCode, v: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// The router, without a socket (tests can drive it directly).
@@ -63,13 +68,25 @@ pub fn app(state: AppState) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/version", get(|| async { json_response(&discovery::version()) }))
-        .route("/api", get(|| async { json_response(&discovery::api_versions()) }))
-        .route("/apis", get(|| async { json_response(&discovery::api_groups()) }))
+        .route(
+            "/version",
+            get(|| async { json_response(&discovery::version()) }),
+        )
+        .route(
+            "/api",
+            get(|| async { json_response(&discovery::api_versions()) }),
+        )
+        .route(
+            "/apis",
+            get(|| async { json_response(&discovery::api_groups()) }),
+        )
         .route("/api/{version}", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/openapi/v2", get(openapi_v2))
-        .route("/openapi/v3", get(|| async { json_response(&openapi::v3_root()) }))
+        .route(
+            "/openapi/v3",
+            get(|| async { json_response(&openapi::v3_root()) }),
+        )
         .route("/openapi/v3/{*gv}", get(openapi_v3))
         .route("/api/{version}/{*rest}", any(objects::core))
         .route("/apis/{group}/{version}/{*rest}", any(objects::grouped))
@@ -96,7 +113,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(_) => "ok".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readyz: storage not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "[-]etcd failed: storage unreachable\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "[-]etcd failed: storage unreachable\n",
+            )
+                .into_response()
         }
     }
 }

@@ -85,7 +85,12 @@ pub async fn core(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Req { method, params, headers, body };
+    let req = Req {
+        method,
+        params,
+        headers,
+        body,
+    };
     dispatch(state, caller_of(caller), "", &version, &rest, req).await
 }
 
@@ -99,7 +104,12 @@ pub async fn grouped(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Req { method, params, headers, body };
+    let req = Req {
+        method,
+        params,
+        headers,
+        body,
+    };
     dispatch(state, caller_of(caller), &group, &version, &rest, req).await
 }
 
@@ -122,7 +132,10 @@ async fn dispatch(
     let Some(t) = parse_target(group, version, rest) else {
         return ApiError::no_route(&path).into_response();
     };
-    let is_watch = matches!(req.params.get("watch").map(String::as_str), Some("true" | "1"));
+    let is_watch = matches!(
+        req.params.get("watch").map(String::as_str),
+        Some("true" | "1")
+    );
     let verb = match (&req.method, t.name.is_some()) {
         (&Method::GET, true) => "get",
         (&Method::GET, false) if is_watch => "watch",
@@ -175,7 +188,16 @@ async fn dispatch(
     let result = match verb {
         "get" => get_with_table(&state, &t, &req).await,
         "list" => list(&state, &t, &req).await,
-        "watch" => watch::serve(&state, t.rt, t.namespace.as_deref(), &req.params, &req.headers).await,
+        "watch" => {
+            watch::serve(
+                &state,
+                t.rt,
+                t.namespace.as_deref(),
+                &req.params,
+                &req.headers,
+            )
+            .await
+        }
         "create" => create(&state, &t, &req).await,
         "update" => update(&state, &t, &req).await,
         "patch" => patch_object(&state, &t, &req).await,
@@ -231,11 +253,7 @@ async fn fetch(state: &AppState, t: &Target) -> Result<Stored, ApiError> {
         .ok_or_else(|| ApiError::not_found(t.rt, object_name(t)))
 }
 
-async fn get_with_table(
-    state: &AppState,
-    t: &Target,
-    req: &Req,
-) -> Result<Response, ApiError> {
+async fn get_with_table(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
     let stored = fetch(state, t).await?;
     let obj = present(t.rt, &stored);
     if table::wants_table(accept(&req.headers)) {
@@ -262,10 +280,20 @@ fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
 
 /// Parsed selectors of a list or watch.
 pub fn selectors(params: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let labels = LabelSelector::parse(params.get("labelSelector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(params.get("fieldSelector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )
+    .map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(
+        params
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )
+    .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
 
@@ -352,7 +380,9 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(v)
 }
@@ -360,7 +390,8 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -431,7 +462,8 @@ async fn allocate_cluster_ip(state: &AppState) -> Result<String, ApiError> {
     for _ in 0..64 {
         let b = uuid::Uuid::new_v4();
         let bytes = b.as_bytes();
-        let n = (u32::from(bytes[0] & 0x0f) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+        let n =
+            (u32::from(bytes[0] & 0x0f) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
         if n < 2 || n == 0x0f_ffff {
             continue;
         }
@@ -444,11 +476,7 @@ async fn allocate_cluster_ip(state: &AppState) -> Result<String, ApiError> {
 }
 
 /// Fills server-owned fields, defaults and validates an object about to be created.
-async fn prepare_create(
-    state: &AppState,
-    t: &Target,
-    mut obj: Value,
-) -> Result<Value, ApiError> {
+async fn prepare_create(state: &AppState, t: &Target, mut obj: Value) -> Result<Value, ApiError> {
     let rt = t.rt;
     if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
         if kind != rt.kind {
@@ -478,7 +506,10 @@ async fn prepare_create(
     } else {
         meta.remove("namespace");
     }
-    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     if !has_name {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(prefix) if !prefix.is_empty() => {
@@ -562,19 +593,39 @@ pub async fn create_object(
         .create(&key, &for_storage(&obj))
         .await
         .map_err(|e| ApiError::from_store(e, rt, &name))?;
-    Ok(present(rt, &Stored { key, value: obj, revision }))
+    Ok(present(
+        rt,
+        &Stored {
+            key,
+            value: obj,
+            revision,
+        },
+    ))
 }
 
 async fn create(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
     let obj = parse_body(&req.body)?;
-    let created = create_object(state, t.rt, t.namespace.as_deref(), obj, dry_run(&req.params)).await?;
+    let created = create_object(
+        state,
+        t.rt,
+        t.namespace.as_deref(),
+        obj,
+        dry_run(&req.params),
+    )
+    .await?;
     tracing::info!(kind = t.rt.kind, name = name_of(&created), "created");
     Ok(json_status(StatusCode::CREATED, &created))
 }
 
 /// Server-owned metadata kept from the stored object on update; generation bumped on spec change.
 fn carry_over(rt: &ResourceType, old: &Value, new: &mut Value) {
-    for f in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "generation"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "deletionTimestamp",
+        "generation",
+    ] {
         match old.pointer(&format!("/metadata/{f}")) {
             Some(v) => {
                 if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -593,7 +644,11 @@ fn carry_over(rt: &ResourceType, old: &Value, new: &mut Value) {
         m.insert("kind".into(), json!(rt.kind));
     }
     if rt.group == "apps" && old.get("spec") != new.get("spec") {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         new["metadata"]["generation"] = json!(g);
     }
 }
@@ -654,7 +709,14 @@ async fn write_update(
         .update(&old.key, &for_storage(&new), expected)
         .await
         .map_err(|e| ApiError::from_store(e, rt, &name))?;
-    Ok(present(rt, &Stored { key: old.key.clone(), value: new, revision }))
+    Ok(present(
+        rt,
+        &Stored {
+            key: old.key.clone(),
+            value: new,
+            revision,
+        },
+    ))
 }
 
 fn precondition(obj: &Value) -> Result<Option<u64>, ApiError> {
@@ -665,7 +727,9 @@ fn precondition(obj: &Value) -> Result<Option<u64>, ApiError> {
             .parse()
             .map(Some)
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion \"{s}\""))),
-        Some(other) => Err(ApiError::bad_request(format!("invalid resourceVersion {other}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid resourceVersion {other}"
+        ))),
     }
 }
 
@@ -678,7 +742,15 @@ async fn update(state: &AppState, t: &Target, req: &Req) -> Result<Response, Api
             return Err(ApiError::conflict(t.rt, object_name(t)));
         }
     }
-    let out = write_update(state, t, &old, new, expected.or(Some(old.revision)), dry_run(&req.params)).await?;
+    let out = write_update(
+        state,
+        t,
+        &old,
+        new,
+        expected.or(Some(old.revision)),
+        dry_run(&req.params),
+    )
+    .await?;
     Ok(json_response(&out))
 }
 
@@ -688,7 +760,8 @@ async fn patch_object(state: &AppState, t: &Target, req: &Req) -> Result<Respons
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ty = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let ty =
+        PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     // Optimistic concurrency: re-read and re-apply when someone wrote in between.
     for _ in 0..5 {
         let old = fetch(state, t).await?;
@@ -698,7 +771,16 @@ async fn patch_object(state: &AppState, t: &Target, req: &Req) -> Result<Respons
             Some(rv) if rv != old.revision => return Err(ApiError::conflict(t.rt, object_name(t))),
             _ => old.revision,
         };
-        match write_update(state, t, &old, patched, Some(expected), dry_run(&req.params)).await {
+        match write_update(
+            state,
+            t,
+            &old,
+            patched,
+            Some(expected),
+            dry_run(&req.params),
+        )
+        .await
+        {
             Err(e) if e.reason == "Conflict" => continue,
             other => return other.map(|v| json_response(&v)),
         }
@@ -740,8 +822,12 @@ fn delete_precondition(body: &Bytes) -> Result<Option<u64>, ApiError> {
     if body.is_empty() {
         return Ok(None);
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match v
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+    {
         Some(s) => s
             .parse()
             .map(Some)
@@ -768,7 +854,11 @@ async fn delete_collection(state: &AppState, t: &Target, req: &Req) -> Result<Re
     for obj in items {
         let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
         let key = t.rt.key(ns, name_of(&obj));
-        let stored = Stored { key, value: obj.clone(), revision: 0 };
+        let stored = Stored {
+            key,
+            value: obj.clone(),
+            revision: 0,
+        };
         match delete_stored(state, t.rt, &stored, None).await {
             Ok(_) => deleted.push(obj),
             Err(e) if e.reason == "NotFound" => {}
@@ -788,9 +878,15 @@ mod tests {
     #[test]
     fn paths_resolve_to_kinds() {
         let t = parse_target("", "v1", "namespaces/demo/pods/web").unwrap();
-        assert_eq!((t.rt.kind, t.namespace.as_deref(), t.name.as_deref()), ("Pod", Some("demo"), Some("web")));
+        assert_eq!(
+            (t.rt.kind, t.namespace.as_deref(), t.name.as_deref()),
+            ("Pod", Some("demo"), Some("web"))
+        );
         let t = parse_target("", "v1", "namespaces/demo").unwrap();
-        assert_eq!((t.rt.kind, t.namespace, t.name.as_deref()), ("Namespace", None, Some("demo")));
+        assert_eq!(
+            (t.rt.kind, t.namespace, t.name.as_deref()),
+            ("Namespace", None, Some("demo"))
+        );
         let t = parse_target("", "v1", "namespaces/demo/status").unwrap();
         assert_eq!((t.rt.kind, t.sub.as_deref()), ("Namespace", Some("status")));
         let t = parse_target("apps", "v1", "deployments").unwrap();
@@ -802,7 +898,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let tok = encode_continue(42, "/registry/pods/ns/b");
-        assert_eq!(decode_continue(&tok).unwrap(), (42, "/registry/pods/ns/b".to_string()));
+        assert_eq!(
+            decode_continue(&tok).unwrap(),
+            (42, "/registry/pods/ns/b".to_string())
+        );
         assert!(decode_continue("garbage!").is_err());
     }
 }

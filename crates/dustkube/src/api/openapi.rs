@@ -19,7 +19,11 @@ fn url_prefix(r: &ResourceType) -> String {
 
 fn item_path(r: &ResourceType) -> String {
     if r.namespaced {
-        format!("{}/namespaces/{{namespace}}/{}/{{name}}", url_prefix(r), r.plural)
+        format!(
+            "{}/namespaces/{{namespace}}/{}/{{name}}",
+            url_prefix(r),
+            r.plural
+        )
     } else {
         format!("{}/{}/{{name}}", url_prefix(r), r.plural)
     }
@@ -49,9 +53,7 @@ pub fn v2() -> Value {
     let mut paths = Map::new();
     let mut defs = Map::new();
     for r in ALL {
-        let param = |name: &str, location: &str| {
-            json!({"name": name, "in": location, "type": "string", "uniqueItems": true})
-        };
+        let param = |name: &str, location: &str| json!({"name": name, "in": location, "type": "string", "uniqueItems": true});
         let ok = json!({"200": {"description": "OK", "schema": {"$ref": format!("#/definitions/{}", definition_name(r))}}});
         let mut params = vec![param("name", "path")];
         if r.namespaced {
@@ -106,7 +108,10 @@ pub fn v3_root() -> Value {
         }
     }
     for gv in gvs {
-        let url = format!("/openapi/v3/{gv}?hash={}", env!("CARGO_PKG_VERSION").replace('.', ""));
+        let url = format!(
+            "/openapi/v3/{gv}?hash={}",
+            env!("CARGO_PKG_VERSION").replace('.', "")
+        );
         paths.insert(gv, json!({"serverRelativeURL": url}));
     }
     json!({"paths": paths})
@@ -116,7 +121,10 @@ pub fn v3_root() -> Value {
 pub fn v3(gv: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    for r in ALL.iter().filter(|r| url_prefix(r).trim_start_matches('/') == gv) {
+    for r in ALL
+        .iter()
+        .filter(|r| url_prefix(r).trim_start_matches('/') == gv)
+    {
         let schema_ref = json!({"$ref": format!("#/components/schemas/{}", definition_name(r))});
         let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}});
         let q = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});

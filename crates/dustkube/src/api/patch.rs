@@ -41,8 +41,8 @@ pub fn apply(target: &Value, patch: &[u8], ty: PatchType) -> Result<Value, Strin
             Ok(strategic_merge(target, &patch))
         }
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| format!("invalid JSON patch: {e}"))?;
+            let ops: json_patch::Patch =
+                serde_json::from_value(patch).map_err(|e| format!("invalid JSON patch: {e}"))?;
             let mut doc = target.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| e.to_string())?;
             Ok(doc)
@@ -75,7 +75,11 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
 fn merge_key(field: &str, elements: &[Value]) -> Option<&'static str> {
     let has = |k: &str| elements.iter().any(|e| e.get(k).is_some());
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
         | "imagePullSecrets" => Some("name"),
         "volumeMounts" | "volumeDevices" => Some("mountPath"),
         "ports" if has("containerPort") => Some("containerPort"),
@@ -159,10 +163,13 @@ pub fn strategic_merge(target: &Value, patch: &Value) -> Value {
 fn strip_directives(list: &[Value]) -> Vec<Value> {
     list.iter()
         .filter(|e| e.get("$patch").and_then(Value::as_str) != Some("delete"))
-        .map(|e| strategic_merge(&Value::Null, e))
-        .map(|e| if e.as_object().is_some_and(Map::is_empty) { Value::Null } else { e })
-        .zip(list.iter())
-        .map(|(merged, orig)| if orig.is_object() { merged } else { orig.clone() })
+        .map(|e| {
+            if e.is_object() {
+                strategic_merge(&Value::Null, e)
+            } else {
+                e.clone()
+            }
+        })
         .collect()
 }
 
@@ -211,7 +218,10 @@ mod tests {
     fn merge_patch_rfc7386() {
         let t = json!({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]});
         let p = json!({"a": null, "b": {"c": 5}, "l": [3]});
-        assert_eq!(merge_patch(&t, &p), json!({"b": {"c": 5, "d": 3}, "l": [3]}));
+        assert_eq!(
+            merge_patch(&t, &p),
+            json!({"b": {"c": 5, "d": 3}, "l": [3]})
+        );
     }
 
     #[test]
@@ -238,8 +248,14 @@ mod tests {
         let p = json!({"env": [{"name": "X", "$patch": "delete"}],
                        "$deleteFromPrimitiveList/args": ["b"], "keep": null});
         let out = strategic_merge(&t, &p);
-        assert_eq!(out, json!({"env": [{"name": "Y", "value": "2"}], "args": ["a", "c"]}));
-        let r = strategic_merge(&json!({"s": {"a": 1, "b": 2}}), &json!({"s": {"$patch": "replace", "c": 3}}));
+        assert_eq!(
+            out,
+            json!({"env": [{"name": "Y", "value": "2"}], "args": ["a", "c"]})
+        );
+        let r = strategic_merge(
+            &json!({"s": {"a": 1, "b": 2}}),
+            &json!({"s": {"$patch": "replace", "c": 3}}),
+        );
         assert_eq!(r, json!({"s": {"c": 3}}));
     }
 
@@ -247,15 +263,26 @@ mod tests {
     fn strategic_retain_keys() {
         let t = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}});
         let p = json!({"strategy": {"$retainKeys": ["type"], "type": "Recreate"}});
-        assert_eq!(strategic_merge(&t, &p), json!({"strategy": {"type": "Recreate"}}));
+        assert_eq!(
+            strategic_merge(&t, &p),
+            json!({"strategy": {"type": "Recreate"}})
+        );
     }
 
     #[test]
     fn json_patch_and_content_types() {
         let t = json!({"spec": {"replicas": 1}});
-        let out = apply(&t, br#"[{"op":"replace","path":"/spec/replicas","value":4}]"#, PatchType::Json).unwrap();
+        let out = apply(
+            &t,
+            br#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+            PatchType::Json,
+        )
+        .unwrap();
         assert_eq!(out["spec"]["replicas"], 4);
-        assert_eq!(PatchType::from_content_type("application/apply-patch+yaml"), None);
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            None
+        );
         assert_eq!(
             PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
             Some(PatchType::Merge)

@@ -78,7 +78,10 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Raw<'_>)>, String> {
             5 => pos += 4,
             2 => {
                 let len = varint(buf, &mut pos)? as usize;
-                let end = pos.checked_add(len).filter(|e| *e <= buf.len()).ok_or("truncated field")?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= buf.len())
+                    .ok_or("truncated field")?;
                 out.push((num, Raw::Bytes(&buf[pos..end])));
                 pos = end;
             }
@@ -161,7 +164,11 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         "Namespace" => NAMESPACE,
         "ConfigMap" => CONFIGMAP,
         "Secret" => SECRET,
-        other => return Err(format!("protobuf bodies of kind {other:?} are not supported yet")),
+        other => {
+            return Err(format!(
+                "protobuf bodies of kind {other:?} are not supported yet"
+            ))
+        }
     };
     let mut obj = message(raw, schema)?;
     if let Some(m) = obj.as_object_mut() {
@@ -188,7 +195,10 @@ mod tests {
         // The exact bytes kubectl 1.33 sends for `kubectl create namespace demo2`.
         let body: &[u8] = b"k8s\x00\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x1d\x0a\x15\x0a\x05demo2\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00\x1a\x00\x1a\x00\x22\x00";
         let v = decode(body).unwrap();
-        assert_eq!(v, json!({"metadata": {"name": "demo2"}, "kind": "Namespace", "apiVersion": "v1"}));
+        assert_eq!(
+            v,
+            json!({"metadata": {"name": "demo2"}, "kind": "Namespace", "apiVersion": "v1"})
+        );
     }
 
     #[test]
@@ -200,7 +210,10 @@ mod tests {
         let tm = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
         let body = [b"k8s\0".to_vec(), field(1, &tm), field(2, &cm)].concat();
         let v = decode(&body).unwrap();
-        assert_eq!(v["metadata"], json!({"name": "cfg", "namespace": "demo", "labels": {"app": "web"}}));
+        assert_eq!(
+            v["metadata"],
+            json!({"name": "cfg", "namespace": "demo", "labels": {"app": "web"}})
+        );
         assert_eq!(v["data"], json!({"color": "blue"}));
         let tm = [field(1, b"v1"), field(2, b"Pod")].concat();
         assert!(decode(&[b"k8s\0".to_vec(), field(1, &tm)].concat()).is_err());

@@ -78,7 +78,10 @@ impl LabelSelector {
                 Requirement::NotIn(k.trim().into(), set_values(v)?)
             } else if let Some((k, v)) = part.split_once(" in ") {
                 Requirement::In(k.trim().into(), set_values(v)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Requirement::Exists(part.clone())
             } else {
                 return Err(format!("unable to parse requirement: '{part}'"));
@@ -137,7 +140,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let k = k.trim();
             if !FIELDS.contains(&k) {

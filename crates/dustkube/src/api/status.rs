@@ -46,19 +46,31 @@ impl ApiError {
 
     /// 404 for one object.
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        let mut e = Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(rt)));
+        let mut e = Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(rt)),
+        );
         e.details = Some(details(rt, name));
         e
     }
 
     /// 404 for a path the server does not serve.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// 409 on create of an existing object.
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
-        let mut e = Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(rt)));
+        let mut e = Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(rt)),
+        );
         e.details = Some(details(rt, name));
         e
     }
@@ -89,7 +101,8 @@ impl ApiError {
             .map(|f| json!({"reason": f.reason, "message": f.message, "field": f.field}))
             .collect();
         let mut e = Self::new(422, "Invalid", message);
-        e.details = Some(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}));
+        e.details =
+            Some(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}));
         e
     }
 
@@ -154,7 +167,11 @@ impl ApiError {
     /// 500; the cause is logged, not returned.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(500, "InternalError", "Internal error occurred: see the server log")
+        Self::new(
+            500,
+            "InternalError",
+            "Internal error occurred: see the server log",
+        )
     }
 
     /// Maps a store error for an object of kind `rt` named `name`.
@@ -163,7 +180,10 @@ impl ApiError {
             StoreError::NotFound(_) => Self::not_found(rt, name),
             StoreError::AlreadyExists(_) => Self::already_exists(rt, name),
             StoreError::Conflict { .. } => Self::conflict(rt, name),
-            StoreError::Expired { requested, compacted } => Self::expired(format!(
+            StoreError::Expired {
+                requested,
+                compacted,
+            } => Self::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::Backend(m) => Self::internal(m),

@@ -57,12 +57,7 @@ impl Include {
 }
 
 /// Builds the Table for `objects` of kind `rt`.
-pub fn table(
-    rt: &ResourceType,
-    objects: &[Value],
-    list_meta: Value,
-    include: Include,
-) -> Value {
+pub fn table(rt: &ResourceType, objects: &[Value], list_meta: Value, include: Include) -> Value {
     let columns: Vec<Value> = (rt.columns)()
         .iter()
         .map(|c| {
@@ -199,7 +194,12 @@ mod tests {
                      "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}]}}},
             "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
         });
-        let t = table(&resources::deployments::TYPE, &[d], json!({}), Include::Metadata);
+        let t = table(
+            &resources::deployments::TYPE,
+            &[d],
+            json!({}),
+            Include::Metadata,
+        );
         let names: Vec<&str> = t["columnDefinitions"]
             .as_array()
             .unwrap()
@@ -208,7 +208,16 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]
+            [
+                "Name",
+                "Ready",
+                "Up-to-date",
+                "Available",
+                "Age",
+                "Containers",
+                "Images",
+                "Selector"
+            ]
         );
         let cells = &t["rows"][0]["cells"];
         assert_eq!(cells[0], "web");
@@ -241,7 +250,15 @@ mod tests {
         let s = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "clusterIP": "10.96.0.10",
             "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}], "selector": {"app": "web"}}});
         let row = resources::services::TYPE.row(&s);
-        assert_eq!(row[1..5], [json!("NodePort"), json!("10.96.0.10"), json!("<none>"), json!("80:30080/TCP")]);
+        assert_eq!(
+            row[1..5],
+            [
+                json!("NodePort"),
+                json!("10.96.0.10"),
+                json!("<none>"),
+                json!("80:30080/TCP")
+            ]
+        );
         assert_eq!(row[6], "app=web");
     }
 }

@@ -49,7 +49,10 @@ pub async fn serve(
         .and_then(|t| t.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let rv = params.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv = params
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("");
 
     let mut initial = Vec::new();
     let from = if rv.is_empty() || rv == "0" {
@@ -87,7 +90,10 @@ pub async fn serve(
     let prefix = rt.prefix(namespace);
     let events = match state.store.watch(&prefix, from).await {
         Ok(s) => s,
-        Err(StoreError::Expired { requested, compacted }) => {
+        Err(StoreError::Expired {
+            requested,
+            compacted,
+        }) => {
             let status = ApiError::expired(format!(
                 "too old resource version: {} ({compacted})",
                 requested.saturating_sub(1)
@@ -124,7 +130,10 @@ pub async fn serve(
                 Err(e) => {
                     *done = true;
                     let status = match e {
-                        StoreError::Expired { requested, compacted } => ApiError::expired(format!(
+                        StoreError::Expired {
+                            requested,
+                            compacted,
+                        } => ApiError::expired(format!(
                             "too old resource version: {} ({compacted})",
                             requested.saturating_sub(1)
                         )),

@@ -84,6 +84,9 @@ mod tests {
             groups: vec!["students".into()],
         };
         assert_eq!(MastersOnly.authorize(&admin, &attrs), Decision::Allow);
-        assert!(matches!(MastersOnly.authorize(&jane, &attrs), Decision::Deny(_)));
+        assert!(matches!(
+            MastersOnly.authorize(&jane, &attrs),
+            Decision::Deny(_)
+        ));
     }
 }

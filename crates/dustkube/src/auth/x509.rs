@@ -8,8 +8,8 @@ use super::User;
 
 /// The user a verified client certificate (DER) names.
 pub fn user_from_der(der: &[u8]) -> Result<User, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
     let subject = cert.subject();
     let name = subject
         .iter_common_name()

@@ -240,7 +240,11 @@ pub fn default_pod_spec(spec: &mut Value) {
                     "IfNotPresent"
                 };
                 default_at(c, &["imagePullPolicy"], json!(policy));
-                default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
+                default_at(
+                    c,
+                    &["terminationMessagePath"],
+                    json!("/dev/termination-log"),
+                );
                 default_at(c, &["terminationMessagePolicy"], json!("File"));
                 default_at(c, &["resources"], json!({}));
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
@@ -259,11 +263,23 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
     match spec.get("containers").and_then(Value::as_array) {
         Some(cs) if !cs.is_empty() => {
             for (i, c) in cs.iter().enumerate() {
-                if c.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
-                    errs.push(FieldError::required(&format!("{path}.containers[{i}].name")));
+                if c.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    errs.push(FieldError::required(&format!(
+                        "{path}.containers[{i}].name"
+                    )));
                 }
-                if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
-                    errs.push(FieldError::required(&format!("{path}.containers[{i}].image")));
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    errs.push(FieldError::required(&format!(
+                        "{path}.containers[{i}].image"
+                    )));
                 }
             }
         }

@@ -65,7 +65,11 @@ fn cells(obj: &Value) -> Vec<Value> {
     let external: Vec<String> = obj
         .pointer("/spec/externalIPs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let external = if !external.is_empty() {
         external.join(",")

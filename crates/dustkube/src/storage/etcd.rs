@@ -196,9 +196,10 @@ impl Store for EtcdStore {
             Some(r) => Compare::mod_revision(key, CompareOp::Equal, r as i64),
             None => Compare::create_revision(key, CompareOp::Greater, 0),
         };
-        let txn = Txn::new()
-            .when([cmp])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))]);
+        let txn = Txn::new().when([cmp]).and_then([TxnOp::delete(
+            key,
+            Some(DeleteOptions::new().with_prev_key()),
+        )]);
         let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
         if !resp.succeeded() {
             return match self.current(key).await? {
@@ -259,10 +260,8 @@ impl Store for EtcdStore {
                     return Some((Err(err), (w, s, q, true)));
                 }
                 if resp.canceled() {
-                    let err = StoreError::Backend(format!(
-                        "watch canceled: {}",
-                        resp.cancel_reason()
-                    ));
+                    let err =
+                        StoreError::Backend(format!("watch canceled: {}", resp.cancel_reason()));
                     return Some((Err(err), (w, s, q, true)));
                 }
                 for ev in resp.events() {

@@ -189,17 +189,12 @@ impl Store for MemoryStore {
         let rx = self.events.subscribe();
         drop(inner);
         let live = futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((Ok(e), rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        return Some((
-                            Err(StoreError::Backend("watcher fell behind".into())),
-                            rx,
-                        ))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            match rx.recv().await {
+                Ok(e) => Some((Ok(e), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some((Err(StoreError::Backend("watcher fell behind".into())), rx))
                 }
+                Err(broadcast::error::RecvError::Closed) => None,
             }
         })
         .filter(move |e| {
@@ -262,7 +257,9 @@ mod tests {
     async fn list_pages_by_prefix() {
         let s = MemoryStore::new();
         for n in ["a", "b", "c", "d", "e"] {
-            s.create(&format!("/registry/p/ns/{n}"), &json!(n)).await.unwrap();
+            s.create(&format!("/registry/p/ns/{n}"), &json!(n))
+                .await
+                .unwrap();
         }
         s.create("/registry/p/other/z", &json!("z")).await.unwrap();
         s.create("/registry/pods2/ns/z", &json!("z")).await.unwrap();
@@ -279,7 +276,10 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(seen, vec![json!("a"), json!("b"), json!("c"), json!("d"), json!("e")]);
+        assert_eq!(
+            seen,
+            vec![json!("a"), json!("b"), json!("c"), json!("d"), json!("e")]
+        );
         let all = s
             .list("/registry/p/", &ListOptions::default())
             .await
@@ -295,10 +295,15 @@ mod tests {
         let mut w = s.watch("/registry/cm/", r1).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.kind, e.object.revision), (EventKind::Added, r1));
-        s.update("/registry/cm/ns/a", &json!(3), None).await.unwrap();
+        s.update("/registry/cm/ns/a", &json!(3), None)
+            .await
+            .unwrap();
         s.delete("/registry/cm/ns/a", None).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
-        assert_eq!((e.kind, e.object.value.clone()), (EventKind::Modified, json!(3)));
+        assert_eq!(
+            (e.kind, e.object.value.clone()),
+            (EventKind::Modified, json!(3))
+        );
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.kind, e.object.value), (EventKind::Deleted, json!(3)));
         let now = s.revision().await.unwrap();

@@ -111,8 +111,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, key: &str, value: &Value) -> Result<u64, StoreError>;
     /// Replaces `key`; with `expected` set, fails with `Conflict` unless the key's revision is that.
     /// Fails with `NotFound` if the key is absent. Returns the new revision.
-    async fn update(&self, key: &str, value: &Value, expected: Option<u64>)
-        -> Result<u64, StoreError>;
+    async fn update(
+        &self,
+        key: &str,
+        value: &Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError>;
     /// Deletes `key` (checking `expected` like `update`) and returns its last value, with the
     /// revision of the deletion.
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<Stored, StoreError>;
