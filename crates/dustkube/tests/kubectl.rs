@@ -216,6 +216,34 @@ fn exercise(k: &Kubectl, jane: &Kubectl, dir: &Path, ns: &str) {
         "nginx:1.26"
     );
 
+    // scale (the scale subresource).
+    assert_eq!(
+        k.ok(&["scale", "deploy", "web", "-n", ns, "--replicas=5"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
+    let out = k.ok(&[
+        "get",
+        "--raw",
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/web/scale"),
+    ]);
+    assert!(
+        out.contains("\"kind\":\"Scale\"") && out.contains("\"replicas\":5"),
+        "{out}"
+    );
+
     // label --overwrite (merge patch).
     assert_eq!(
         k.ok(&["label", "deploy", "web", "-n", ns, "tier=fe"])

@@ -58,7 +58,19 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": r.kind,
                 "verbs": ["get", "patch", "update"],
             });
-            [r.discovery(), status]
+            let mut entries = vec![r.discovery(), status];
+            if r.group == "apps" {
+                entries.push(json!({
+                    "name": format!("{}/scale", r.plural),
+                    "singularName": "",
+                    "namespaced": true,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }));
+            }
+            entries
         })
         .collect();
     if list.is_empty() {

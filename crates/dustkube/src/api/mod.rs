@@ -11,6 +11,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod scale;
 pub mod selectors;
 pub mod status;
 pub mod table;

@@ -17,7 +17,7 @@ use super::patch::{self, PatchType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::table::{self, now_rfc3339, Include};
-use super::{caller_of, json_response, json_status, watch, AppState, Caller};
+use super::{caller_of, json_response, json_status, scale, watch, AppState, Caller};
 use crate::auth::{Attributes, Decision, User};
 use crate::resources::{self, name_of, FieldError, ResourceType};
 use crate::storage::{ListOptions, StoreError, Stored};
@@ -162,10 +162,11 @@ async fn dispatch(
         tracing::info!(user = %user.name, verb, resource = t.rt.plural, reason = %why, "forbidden");
         return ApiError::forbidden(&user.name, verb, t.rt, t.namespace.as_deref()).into_response();
     }
-    if let Some(sub) = &t.sub {
-        if sub != "status" {
-            return ApiError::no_route(&path).into_response();
-        }
+    let scalable = t.rt.group == "apps";
+    match t.sub.as_deref() {
+        None | Some("status") => {}
+        Some("scale") if scalable => {}
+        Some(_) => return ApiError::no_route(&path).into_response(),
     }
     let ct = req
         .headers
@@ -186,6 +187,9 @@ async fn dispatch(
     }
     tracing::debug!(user = %user.name, verb, %path, "request");
     let result = match verb {
+        "get" | "update" | "patch" if t.sub.as_deref() == Some("scale") => {
+            scale::handle(&state, &t, verb, &req.headers, &req.body).await
+        }
         "get" => get_with_table(&state, &t, &req).await,
         "list" => list(&state, &t, &req).await,
         "watch" => {
@@ -243,7 +247,8 @@ fn object_name(t: &Target) -> &str {
     t.name.as_deref().unwrap_or("")
 }
 
-async fn fetch(state: &AppState, t: &Target) -> Result<Stored, ApiError> {
+/// The stored object a target names, or NotFound.
+pub async fn fetch(state: &AppState, t: &Target) -> Result<Stored, ApiError> {
     let key = t.rt.key(t.namespace.as_deref(), object_name(t));
     state
         .store
@@ -654,7 +659,7 @@ fn carry_over(rt: &ResourceType, old: &Value, new: &mut Value) {
 }
 
 /// Validates `new` as a replacement of `old` and writes it if it differs.
-async fn write_update(
+pub async fn write_update(
     state: &AppState,
     t: &Target,
     old: &Stored,
