@@ -169,6 +169,13 @@ fn exercise(k: &Kubectl, jane: &Kubectl, dir: &Path, ns: &str) {
         "{out}"
     );
 
+    // Server-side apply is not there yet: a clear 415 that kubectl reports as such.
+    let err = k.fails(&["apply", "--server-side", "-f", f]);
+    assert!(
+        err.contains("Server-side apply not available on the server"),
+        "{err}"
+    );
+
     // Tables with kubectl's columns.
     let out = k.ok(&["get", "deploy", "-n", ns]);
     assert_eq!(
