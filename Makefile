@@ -9,11 +9,11 @@ build:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 # All tests: unit, fixture-driven and integration (network-namespace SSH hosts, ansible differential).
 test: deps lint
-	cargo test --all-targets -- --test-threads=2
+	cargo test --workspace --all-targets -- --test-threads=2
 
 lab: deps build
 	./scripts/local-lab.sh

@@ -36,6 +36,8 @@ command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=
 # namespace), dnsmasq for libvirt's networks, the system ssh client for the VM checks.
 [ -x /usr/sbin/libvirtd ] && [ -f /etc/libvirt/qemu.conf ] || need_apt+=(libvirt-daemon-system libvirt-daemon-driver-qemu)
 [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# etcd-client (dustkube) compiles etcd's .proto files at build time with protoc.
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2

@@ -1,0 +1,16 @@
+//! dustkube: a small Kubernetes-compatible control plane whose API server keeps every object in
+//! etcd and speaks enough of the Kubernetes API for kubectl 1.27–1.33.
+//!
+//! How the parts connect:
+//! - [`storage`]: the [`storage::Store`] trait (revisions, optimistic concurrency, watches) with
+//!   memory and etcd implementations.
+//! - [`resources`]: one module per kind (discovery facts, defaults, validation, table columns).
+//! - [`api`]: the HTTP API (discovery, OpenAPI, objects, list/watch, patch, Table, Status errors).
+//! - [`auth`]: X.509 client-certificate users and the authorization seam.
+//! - [`server`]: TLS listener, health, graceful shutdown (`dustkube server`).
+
+pub mod api;
+pub mod auth;
+pub mod resources;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,235 @@
+//! `dustkube server`: loads the TLS material, connects to etcd, seeds the default namespaces,
+//! and serves the API over HTTPS (HTTP/1.1 and HTTP/2) with optional client certificates; stops
+//! gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use axum::Extension;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState, Caller};
+use crate::auth::{x509, MastersOnly};
+use crate::resources;
+use crate::storage::etcd::{EtcdConfig, EtcdStore};
+use crate::storage::Store;
+
+/// Namespaces every cluster has.
+pub const DEFAULT_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Settings of `dustkube server` (flags named like kube-apiserver's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "https://127.0.0.1:2379")]
+    pub etcd_servers: Vec<String>,
+    /// CA that signed etcd's server certificate.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// Serving certificate (PEM, chain allowed).
+    #[arg(long)]
+    pub tls_cert_file: PathBuf,
+    /// Serving key (PEM).
+    #[arg(long)]
+    pub tls_private_key_file: PathBuf,
+    /// CA that signs client certificates (X.509 authentication).
+    #[arg(long)]
+    pub client_ca_file: PathBuf,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("{}: cannot read certificates", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: bad PEM", path.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The rustls server configuration: our certificate, client certificates verified against the
+/// client CA when presented (anonymous connections are allowed; the API answers them 401).
+pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(client_ca)? {
+        roots
+            .add(c)
+            .with_context(|| format!("{}: not a usable CA certificate", client_ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .context("client certificate verifier")?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{}: cannot read the private key", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(cert)?, key)
+        .context("serving certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Creates the default namespaces that are missing.
+pub async fn seed(state: &AppState) -> Result<()> {
+    for ns in DEFAULT_NAMESPACES {
+        let rt = &resources::namespaces::TYPE;
+        if state.store.get(&rt.key(None, ns)).await?.is_some() {
+            continue;
+        }
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match api::objects::create_object(state, rt, None, obj, false).await {
+            Ok(_) => tracing::info!(namespace = ns, "created default namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(anyhow!("creating namespace {ns}: {}", e.message)),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Runs the server until SIGTERM.
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let tls = tls_config(
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.client_ca_file,
+    )?;
+    let etcd = EtcdConfig {
+        endpoints: args.etcd_servers.clone(),
+        ca_file: args.etcd_cafile.clone(),
+        cert_file: args.etcd_certfile.clone(),
+        key_file: args.etcd_keyfile.clone(),
+    };
+    let store = EtcdStore::connect(&etcd)
+        .await
+        .with_context(|| format!("connecting to etcd at {}", args.etcd_servers.join(",")))?;
+    let state = AppState {
+        store: Arc::new(store) as Arc<dyn Store>,
+        authorizer: Arc::new(MastersOnly),
+    };
+    seed(&state).await?;
+    let addr = SocketAddr::new(args.bind_address, args.secure_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "serving");
+    serve(
+        listener,
+        TlsAcceptor::from(Arc::new(tls)),
+        api::app(state),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Accepts TLS connections on `listener` and serves `app` until `shutdown` completes, then
+/// gives open connections 5 seconds to finish.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| match x509::user_from_der(der) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "client certificate rejected");
+                        None
+                    }
+                });
+            let svc = app.layer(Extension(Caller(user))).map_request(
+                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            );
+            let svc = TowerToHyperService::new(svc);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::info!("closing the remaining connections"),
+    }
+    Ok(())
+}
