@@ -226,6 +226,7 @@ fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         private_key,
         generated_dir: r.generated_dir.clone(),
         ssh_timeout: Duration::from_secs(args.ssh_timeout),
+        kernel_given: all.contains_key("base_kernel"),
         lab_vars: all,
     };
     let started = std::time::Instant::now();

@@ -110,9 +110,14 @@ pub fn domain_xml(lab: &Lab, node: &Node) -> String {
     x.text("vcpu", &[], &node.vcpu.to_string());
     x.open("os", &[]);
     x.text("type", &[("arch", "x86_64"), ("machine", "pc")], "hvm");
-    x.text("kernel", &[], &lab.kernel);
-    x.text("initrd", &[], &lab.initrd);
-    x.text("cmdline", &[], &kernel_cmdline(node));
+    if lab.kernel.is_empty() {
+        // A cloud image boots through its own bootloader; cloud-init reads the seed.
+        x.empty("boot", &[("dev", "hd")]);
+    } else {
+        x.text("kernel", &[], &lab.kernel);
+        x.text("initrd", &[], &lab.initrd);
+        x.text("cmdline", &[], &kernel_cmdline(node));
+    }
     x.close();
     x.open("features", &[]);
     x.empty("acpi", &[]);
@@ -445,5 +450,19 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn lab_cloud_image_boots_from_disk() {
+        let mut lab = sample_lab();
+        lab.kernel = String::new();
+        lab.initrd = String::new();
+        let xml = domain_xml(&lab, &lab.nodes[0]);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let os = child(doc.root_element(), "os");
+        assert_eq!(child(os, "boot").attribute("dev"), Some("hd"));
+        assert!(os
+            .children()
+            .all(|c| !c.has_tag_name("kernel") && !c.has_tag_name("cmdline")));
     }
 }

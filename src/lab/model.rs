@@ -185,7 +185,8 @@ pub struct Lab {
     pub base_image: String,
     /// Format of the base image (`base_image_format`, default `qcow2`).
     pub base_image_format: String,
-    /// Kernel for direct kernel boot (`base_kernel`, default beside the base image).
+    /// Kernel for direct kernel boot (`base_kernel`, default beside the base image); empty for a
+    /// cloud image that boots through its own bootloader.
     pub kernel: String,
     /// Initrd for direct kernel boot (`base_initrd`, default beside the base image).
     pub initrd: String,

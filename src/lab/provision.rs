@@ -32,6 +32,8 @@ pub struct UpOptions {
     pub ssh_timeout: Duration,
     /// The source inventory's `all` variables, copied into the generated inventory.
     pub lab_vars: Map<String, Value>,
+    /// Whether `base_kernel` was set (then a missing kernel is an error, not a cloud image).
+    pub kernel_given: bool,
 }
 
 /// What `lab up` did.
@@ -51,15 +53,15 @@ pub struct UpOutcome {
 
 /// kvm when asked for and usable (probed locally, or per libvirt's capabilities for a remote
 /// hypervisor), else qemu (TCG) with a warning on stderr.
-pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType, kernel: &Path) -> VirtType {
+pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType, kernel: Option<&Path>) -> VirtType {
     if wanted != VirtType::Kvm {
         return wanted;
     }
     let local = !lv.uri().contains("://") || lv.uri().contains(":///");
-    let verdict = if local {
-        kvm::probe(kernel, kvm::PROBE_TIMEOUT)
-    } else {
-        lv.supports_kvm()
+    let verdict = match kernel {
+        Some(kernel) if local => kvm::probe(kernel, kvm::PROBE_TIMEOUT),
+        // No kernel to boot (cloud image) or a remote hypervisor: libvirt's capabilities.
+        _ => lv.supports_kvm(),
     };
     match verdict {
         Ok(()) => VirtType::Kvm,
@@ -282,16 +284,34 @@ fn console_is_tty() -> bool {
 /// Runs `lab up` on libvirt (see the module doc).
 pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome> {
     let mut lab = lab.clone();
-    for path in [&lab.base_image, &lab.kernel, &lab.initrd] {
-        if !lv.uri().contains("+ssh") && !Path::new(path).exists() {
+    let local = !lv.uri().contains("+ssh");
+    if local && !Path::new(&lab.base_image).exists() {
+        anyhow::bail!(
+            "{} does not exist: build the base image with `duststack image build` \
+             (or point base_image at a cloud image); nothing was created",
+            lab.base_image
+        );
+    }
+    // A base image without a kernel beside it (and no base_kernel) is a cloud image: it boots
+    // through its own bootloader and cloud-init applies the seed's NoCloud files.
+    if local && !Path::new(&lab.kernel).exists() {
+        if opts.kernel_given {
             anyhow::bail!(
-                "{path} does not exist: build the base image with `duststack image build` \
-                 (or set base_image/base_kernel/base_initrd); nothing was created"
+                "base_kernel {} does not exist; nothing was created",
+                lab.kernel
             );
         }
+        lab.kernel.clear();
+        lab.initrd.clear();
+    } else if local && !Path::new(&lab.initrd).exists() {
+        anyhow::bail!("{} does not exist; nothing was created", lab.initrd);
     }
-    let kernel = PathBuf::from(&lab.kernel);
-    lab.virt_type = effective_virt_type(lv, lab.virt_type, &kernel);
+    let kernel = if lab.kernel.is_empty() {
+        None
+    } else {
+        Some(PathBuf::from(&lab.kernel))
+    };
+    lab.virt_type = effective_virt_type(lv, lab.virt_type, kernel.as_deref());
     check_memory(lv, &lab)?;
     // Addresses on a reused network follow its subnet; the seeds carry them.
     for name in lab
