@@ -282,12 +282,15 @@ fn lab_vm_up_ssh_snapshot_down() {
     // playbooks/prepare.yml (issue 4) on the lab: twice, the second run changes nothing.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let prepare = repo.join("playbooks/prepare.yml");
+    let pki_var = format!("pki_local_dir={}", dir.join("pki").display());
     let t = Instant::now();
     let first = ok(lab.duststack(&[
         "play",
         prepare.to_str().unwrap(),
         "-i",
         inv_path.to_str().unwrap(),
+        "-e",
+        &pki_var,
     ]));
     println!(
         "timing: prepare.yml first run {:.1}s",
@@ -300,6 +303,8 @@ fn lab_vm_up_ssh_snapshot_down() {
         prepare.to_str().unwrap(),
         "-i",
         inv_path.to_str().unwrap(),
+        "-e",
+        &pki_var,
     ]));
     println!(
         "timing: prepare.yml second run {:.1}s",
@@ -470,4 +475,37 @@ fn check_prepared(lab: &Lab, node: &str, address: &str) {
         lines[3].contains("containerd") && lines[3].contains("v1"),
         "{node}: CRI: {out}"
     );
+
+    // The PKI role: CA keys only on the control plane, the node's own kubelet kubeconfig.
+    let out = ok(lab.ssh(
+        address,
+        "cd /etc/kubernetes && find . -type f | sort | tr '\\n' ' '; echo; \
+         stat -c '%a' kubelet.conf; grep -c client-certificate-data kubelet.conf",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    let files: Vec<&str> = lines[0].split_whitespace().collect();
+    if node == "k8s-master-1" {
+        for f in [
+            "./pki/ca.key",
+            "./pki/etcd/ca.key",
+            "./pki/sa.key",
+            "./pki/apiserver.crt",
+            "./admin.conf",
+            "./super-admin.conf",
+            "./kubelet.conf",
+        ] {
+            assert!(files.contains(&f), "{node}: {f} missing: {out}");
+        }
+        let verify = ok(lab.ssh(
+            address,
+            "stat -c '%a' /etc/kubernetes/pki/ca.key; \
+             openssl verify -CAfile /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt",
+        ));
+        assert!(verify.starts_with("600\n"), "{verify}");
+        assert!(verify.contains("apiserver.crt: OK"), "{verify}");
+    } else {
+        assert_eq!(files, ["./kubelet.conf", "./pki/ca.crt"], "{node}: {out}");
+    }
+    assert_eq!(lines[1], "600", "{node}: {out}");
+    assert_eq!(lines[2], "1", "{node}: {out}");
 }

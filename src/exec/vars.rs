@@ -91,6 +91,13 @@ fn magic(
     v.insert("ansible_check_mode".into(), Value::Bool(p.check));
     v.insert("ansible_diff_mode".into(), Value::Bool(p.diff));
     v.insert("ansible_version".into(), serde_json::json!({"full": "2.19.0", "major": 2, "minor": 19, "revision": 0, "string": "2.19.0"}));
+    // The running duststack binary, for roles that call it on the control machine (`pki`).
+    if let Ok(exe) = std::env::current_exe() {
+        v.insert(
+            "duststack_executable".into(),
+            Value::String(exe.display().to_string()),
+        );
+    }
     v.insert(
         "duststack_version".into(),
         Value::String(env!("CARGO_PKG_VERSION").into()),
