@@ -151,6 +151,13 @@ pub async fn impersonate(
     })
 }
 
+/// Answers `err` after reading (up to 1 MiB of) the unread request body, so that the client is
+/// not reset while it is still sending (curl then reports no answer at all).
+async fn reject(req: Request, err: ApiError) -> Response {
+    let _ = axum::body::to_bytes(req.into_body(), 1 << 20).await;
+    err.into_response()
+}
+
 /// The middleware: identifies the caller, applies impersonation, authorizes non-resource paths,
 /// and hands the final [`Caller`] to the handlers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -168,16 +175,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 }
                 Err(why) => {
                     tracing::info!(%why, %path, "bearer token rejected");
-                    return ApiError::unauthorized().into_response();
+                    return reject(req, ApiError::unauthorized()).await;
                 }
             },
             None if public || path == CLUSTER_INFO => anonymous(),
-            None => return ApiError::unauthorized().into_response(),
+            None => return reject(req, ApiError::unauthorized()).await,
         },
     };
     let user = match impersonate(&state, user, req.headers()).await {
         Ok(u) => u,
-        Err(e) => return e.into_response(),
+        Err(e) => return reject(req, e).await,
     };
     if !public && !is_resource_path(&path) {
         let attrs = Attributes {
@@ -191,7 +198,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         };
         if let Decision::Deny(why) = state.authorizer.authorize(&user, &attrs).await {
             tracing::info!(user = %user.name, %path, %why, "forbidden");
-            return ApiError::forbidden_path(&user.name, &path).into_response();
+            return reject(req, ApiError::forbidden_path(&user.name, &path)).await;
         }
     }
     req.extensions_mut().insert(Caller(Some(user)));

@@ -447,6 +447,18 @@ fn validate(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
     let name = name_of(obj);
     let mut errs = Vec::new();
     let label_only = matches!(rt.plural, "namespaces" | "services");
+    if rt.group == "rbac.authorization.k8s.io" {
+        // RBAC names are path segments (`system:node`, `kubeadm:cluster-admins`).
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']) {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                "may not be '.' or '..' and may not contain '/' or '%'",
+            ));
+        }
+        errs.extend((rt.validate)(obj));
+        return errs;
+    }
     let ok = if label_only {
         is_dns_label(name)
     } else {
