@@ -102,7 +102,8 @@ async fn rules_review(state: &AppState, user: &User, body: &Bytes) -> Result<Res
     Ok(answer("SelfSubjectRulesReview", review, status))
 }
 
-/// SubjectRulesReviewStatus for a rule list: resource rules and non-resource rules apart.
+/// SubjectRulesReviewStatus for a rule list: resource rules and non-resource rules apart, each
+/// rule once (several roles grant `/healthz`).
 pub fn rules_status(rules: &[Rule]) -> Value {
     let mut resource = Vec::new();
     let mut non_resource = Vec::new();
@@ -113,10 +114,15 @@ pub fn rules_status(rules: &[Rule]) -> Value {
             if !r.resource_names.is_empty() {
                 v["resourceNames"] = json!(r.resource_names);
             }
-            resource.push(v);
+            if !resource.contains(&v) {
+                resource.push(v);
+            }
         }
         if !r.non_resource_urls.is_empty() {
-            non_resource.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+            let v = json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls});
+            if !non_resource.contains(&v) {
+                non_resource.push(v);
+            }
         }
     }
     json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false})
@@ -174,7 +180,8 @@ mod tests {
     fn rules_are_split_by_kind() {
         let mut named = Rule::resource(&["get"], &[""], &["configmaps"]);
         named.resource_names = vec!["cluster-info".into()];
-        let s = rules_status(&[named, Rule::urls(&["get"], &["/version"])]);
+        let v = Rule::urls(&["get"], &["/version"]);
+        let s = rules_status(&[named, v.clone(), v]);
         assert_eq!(
             s["resourceRules"],
             json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"]}])

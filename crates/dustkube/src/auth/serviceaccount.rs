@@ -275,6 +275,25 @@ mod tests {
     }
 
     #[test]
+    fn rsa_keys_from_pem_sign_rs256() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let signer = SigningKey::from_pem(kp.serialize_pem().as_bytes()).unwrap();
+        assert!(matches!(signer, SigningKey::Rsa(_)));
+        let public = VerifyKey::from_pem(kp.public_key_pem().as_bytes()).unwrap();
+        assert!(matches!(public, VerifyKey::Rsa(_)));
+        let token = signer
+            .sign(&claims("kube-system", "ctl", "u", 100, 60))
+            .unwrap();
+        let header = B64.decode(token.split('.').next().unwrap()).unwrap();
+        assert!(String::from_utf8(header).unwrap().contains("\"RS256\""));
+        assert_eq!(verify(&token, &[public], 120).unwrap().name, "ctl");
+        assert!(verify(&token, &[signer.verify_key()], 120).is_ok());
+        let ec = rcgen::KeyPair::generate().unwrap();
+        let ec_public = VerifyKey::from_pem(ec.public_key_pem().as_bytes()).unwrap();
+        assert!(verify(&token, &[ec_public], 120).is_err());
+    }
+
+    #[test]
     fn signed_tokens_verify_and_expire() {
         let (signer, public) = keypair();
         let now = 1_700_000_000;
