@@ -23,7 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api::{self, AppState, Caller};
-use crate::auth::{x509, MastersOnly};
+use crate::auth::serviceaccount::{SigningKey, VerifyKey};
+use crate::auth::{policy, rbac::Rbac, x509};
 use crate::resources;
 use crate::storage::etcd::{EtcdConfig, EtcdStore};
 use crate::storage::Store;
@@ -62,6 +63,26 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: std::net::IpAddr,
+    /// Public keys (PEM) that verify service-account tokens (`sa.pub`); repeatable.
+    #[arg(long)]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// Private key (PEM) that signs service-account tokens (`sa.key`); its public half also
+    /// verifies them.
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+}
+
+/// The service-account verification keys named by the flags (the signing key is checked to
+/// load, so a bad file stops startup).
+fn service_account_keys(args: &ServerArgs) -> Result<Vec<VerifyKey>> {
+    let mut keys = Vec::new();
+    for f in &args.service_account_key_file {
+        keys.push(VerifyKey::from_file(f)?);
+    }
+    if let Some(f) = &args.service_account_signing_key_file {
+        keys.push(SigningKey::from_file(f)?.verify_key());
+    }
+    Ok(keys)
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -149,11 +170,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let store = EtcdStore::connect(&etcd)
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd_servers.join(",")))?;
-    let state = AppState {
-        store: Arc::new(store) as Arc<dyn Store>,
-        authorizer: Arc::new(MastersOnly),
-    };
+    let store = Arc::new(store) as Arc<dyn Store>;
+    let mut state = AppState::new(store.clone(), Arc::new(Rbac::new(store)));
+    state.sa_keys = Arc::new(service_account_keys(&args)?);
     seed(&state).await?;
+    policy::ensure(&state).await?;
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = TcpListener::bind(addr)
         .await

@@ -51,24 +51,24 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .flat_map(|r| {
-            let status = json!({
-                "name": format!("{}/status", r.plural),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": ["get", "patch", "update"],
-            });
-            let mut entries = vec![r.discovery(), status];
-            if r.group == "apps" {
-                entries.push(json!({
-                    "name": format!("{}/scale", r.plural),
+            let mut entries = vec![r.discovery()];
+            for sub in r.subresources() {
+                let mut e = json!({
+                    "name": format!("{}/{sub}", r.plural),
                     "singularName": "",
-                    "namespaced": true,
-                    "group": "autoscaling",
-                    "version": "v1",
-                    "kind": "Scale",
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
                     "verbs": ["get", "patch", "update"],
-                }));
+                });
+                if *sub == "scale" {
+                    e["group"] = json!("autoscaling");
+                    e["version"] = json!("v1");
+                    e["kind"] = json!("Scale");
+                }
+                if *sub == "approval" {
+                    e["verbs"] = json!(["get", "patch", "update"]);
+                }
+                entries.push(e);
             }
             entries
         })

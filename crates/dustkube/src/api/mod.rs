@@ -2,15 +2,17 @@
 //! [`AppState`]; the modules below own one concern each.
 //!
 //! A request goes: authentication (the TLS layer put the client's [`Caller`] in the request
-//! extensions) → [`authenticate`] (401 unless a health path) → route → for objects,
-//! [`objects`] parses the path, asks the [`Authorizer`](crate::auth::Authorizer), and talks to
-//! the [`Store`](crate::storage::Store).
+//! extensions) → [`authn::authenticate`] (certificate, bearer token or anonymous; impersonation;
+//! non-resource authorization) → route → for objects, [`objects`] parses the path, asks the
+//! [`Authorizer`](crate::auth::Authorizer), and talks to the [`Store`](crate::storage::Store).
 
+pub mod authn;
 pub mod discovery;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod reviews;
 pub mod scale;
 pub mod selectors;
 pub mod status;
@@ -22,12 +24,13 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
+use crate::auth::serviceaccount::VerifyKey;
 use crate::auth::{Authorizer, User};
 use crate::storage::Store;
 use status::ApiError;
@@ -39,14 +42,24 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Who may do what.
     pub authorizer: Arc<dyn Authorizer>,
+    /// Keys that verify service-account tokens (`--service-account-key-file`).
+    pub sa_keys: Arc<Vec<VerifyKey>>,
+}
+
+impl AppState {
+    /// State with no service-account keys (tokens then only from bootstrap Secrets).
+    pub fn new(store: Arc<dyn Store>, authorizer: Arc<dyn Authorizer>) -> AppState {
+        AppState {
+            store,
+            authorizer,
+            sa_keys: Arc::new(Vec::new()),
+        }
+    }
 }
 
 /// The authenticated identity of a connection (`None`: no client certificate).
 #[derive(Debug, Clone, Default)]
 pub struct Caller(pub Option<User>);
-
-/// Paths anyone may read without credentials.
-const PUBLIC: &[&str] = &["/livez", "/readyz", "/healthz"];
 
 /// A JSON response with status 200.
 pub fn json_response(v: &Value) -> Response {
@@ -92,21 +105,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/{version}/{*rest}", any(objects::core))
         .route("/apis/{group}/{version}/{*rest}", any(objects::grouped))
         .fallback(|req: Request| async move { ApiError::no_route(req.uri().path()) })
-        .layer(middleware::from_fn(authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
         .with_state(state)
-}
-
-/// 401 for requests without a verified client certificate, except the health endpoints.
-async fn authenticate(req: Request, next: Next) -> Response {
-    let known = req
-        .extensions()
-        .get::<Caller>()
-        .is_some_and(|c| c.0.is_some());
-    if known || PUBLIC.contains(&req.uri().path()) {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
-    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

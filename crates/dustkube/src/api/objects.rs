@@ -157,15 +157,23 @@ async fn dispatch(
         subresource: t.sub.clone().unwrap_or_default(),
         namespace: t.namespace.clone(),
         name: t.name.clone(),
+        path: None,
     };
-    if let Decision::Deny(why) = state.authorizer.authorize(&user, &attrs) {
+    if let Decision::Deny(why) = state.authorizer.authorize(&user, &attrs).await {
         tracing::info!(user = %user.name, verb, resource = t.rt.plural, reason = %why, "forbidden");
-        return ApiError::forbidden(&user.name, verb, t.rt, t.namespace.as_deref()).into_response();
+        return ApiError::forbidden_request(
+            &user.name,
+            verb,
+            t.rt,
+            t.sub.as_deref().unwrap_or(""),
+            t.name.as_deref(),
+            t.namespace.as_deref(),
+        )
+        .into_response();
     }
-    let scalable = t.rt.group == "apps";
     match t.sub.as_deref() {
-        None | Some("status") => {}
-        Some("scale") if scalable => {}
+        None => {}
+        Some(sub) if t.rt.subresources().contains(&sub) => {}
         Some(_) => return ApiError::no_route(&path).into_response(),
     }
     let ct = req
@@ -186,6 +194,15 @@ async fn dispatch(
         }
     }
     tracing::debug!(user = %user.name, verb, %path, "request");
+    if !t.rt.stored() {
+        return super::reviews::handle(&state, &user, &t, verb, &req.headers, &req.body).await;
+    }
+    if t.rt.plural == "certificatesigningrequests" && verb == "create" {
+        match stamp_requester(&req.body, &user) {
+            Ok(b) => req.body = b,
+            Err(e) => return e.into_response(),
+        }
+    }
     let result = match verb {
         "get" | "update" | "patch" if t.sub.as_deref() == Some("scale") => {
             scale::handle(&state, &t, verb, &req.headers, &req.body).await
@@ -209,9 +226,29 @@ async fn dispatch(
         _ => delete_collection(&state, &t, &req).await,
     };
     match result {
-        Ok(r) => r,
+        Ok(r) => {
+            if t.rt.group == "rbac.authorization.k8s.io" && verb != "get" && verb != "list" {
+                state.authorizer.invalidate();
+            }
+            r
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// A CSR records who asked for it: `spec.username`, `spec.groups`, `spec.uid` come from the
+/// authenticated caller, whatever the body says.
+fn stamp_requester(body: &Bytes, user: &User) -> Result<Bytes, ApiError> {
+    let mut obj = parse_body(body)?;
+    let spec = obj
+        .as_object_mut()
+        .map(|m| m.entry("spec").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| ApiError::bad_request("spec must be an object"))?;
+    spec.insert("username".into(), json!(user.name));
+    spec.insert("groups".into(), json!(user.groups));
+    spec.remove("uid");
+    Ok(Bytes::from(obj.to_string()))
 }
 
 /// A stored object as the API shows it: kind, apiVersion and resourceVersion filled in.
@@ -410,6 +447,18 @@ fn validate(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
     let name = name_of(obj);
     let mut errs = Vec::new();
     let label_only = matches!(rt.plural, "namespaces" | "services");
+    if rt.group == "rbac.authorization.k8s.io" {
+        // RBAC names are path segments (`system:node`, `kubeadm:cluster-admins`).
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']) {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                "may not be '.' or '..' and may not contain '/' or '%'",
+            ));
+        }
+        errs.extend((rt.validate)(obj));
+        return errs;
+    }
     let ok = if label_only {
         is_dns_label(name)
     } else {
@@ -683,6 +732,20 @@ pub async fn write_update(
         let status = new.get("status").cloned().unwrap_or(Value::Null);
         new = old_obj.clone();
         new["status"] = status;
+    } else if t.sub.as_deref() == Some("approval") {
+        // Only the Approved/Denied conditions change through /approval.
+        let mut conditions = new
+            .pointer("/status/conditions")
+            .cloned()
+            .unwrap_or(json!([]));
+        for c in conditions.as_array_mut().into_iter().flatten() {
+            resources::default_at(c, &["status"], json!("True"));
+            resources::default_at(c, &["lastUpdateTime"], json!(now_rfc3339()));
+            resources::default_at(c, &["lastTransitionTime"], json!(now_rfc3339()));
+        }
+        new = old_obj.clone();
+        resources::default_at(&mut new, &["status"], json!({}));
+        new["status"]["conditions"] = conditions;
     } else if rt.plural != "namespaces" {
         // The main resource does not change status (except namespaces' defaulted phase).
         if let Some(s) = old_obj.get("status") {

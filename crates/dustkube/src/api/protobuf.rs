@@ -15,6 +15,9 @@ enum F {
     MapStr(&'static str),
     MapBytes(&'static str),
     RepStr(&'static str),
+    RepMsg(&'static str, &'static [(u64, F)]),
+    Bytes(&'static str),
+    Int(&'static str),
 }
 
 static OBJECT_META: &[(u64, F)] = &[
@@ -43,6 +46,137 @@ static SECRET: &[(u64, F)] = &[
     (2, F::MapBytes("data")),
     (3, F::Str("type")),
     (5, F::Bool("immutable")),
+];
+
+static POLICY_RULE: &[(u64, F)] = &[
+    (1, F::RepStr("verbs")),
+    (2, F::RepStr("apiGroups")),
+    (3, F::RepStr("resources")),
+    (4, F::RepStr("resourceNames")),
+    (5, F::RepStr("nonResourceURLs")),
+];
+
+static ROLE: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (2, F::RepMsg("rules", POLICY_RULE)),
+];
+
+static BINDING: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (
+        2,
+        F::RepMsg(
+            "subjects",
+            &[
+                (1, F::Str("kind")),
+                (2, F::Str("apiGroup")),
+                (3, F::Str("name")),
+                (4, F::Str("namespace")),
+            ],
+        ),
+    ),
+    (
+        3,
+        F::Msg(
+            "roleRef",
+            &[
+                (1, F::Str("apiGroup")),
+                (2, F::Str("kind")),
+                (3, F::Str("name")),
+            ],
+        ),
+    ),
+];
+
+static ACCESS_REVIEW: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (
+        2,
+        F::Msg(
+            "spec",
+            &[
+                (
+                    1,
+                    F::Msg(
+                        "resourceAttributes",
+                        &[
+                            (1, F::Str("namespace")),
+                            (2, F::Str("verb")),
+                            (3, F::Str("group")),
+                            (4, F::Str("version")),
+                            (5, F::Str("resource")),
+                            (6, F::Str("subresource")),
+                            (7, F::Str("name")),
+                        ],
+                    ),
+                ),
+                (
+                    2,
+                    F::Msg(
+                        "nonResourceAttributes",
+                        &[(1, F::Str("path")), (2, F::Str("verb"))],
+                    ),
+                ),
+            ],
+        ),
+    ),
+];
+
+static RULES_REVIEW: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (2, F::Msg("spec", &[(1, F::Str("namespace"))])),
+];
+
+static SERVICE_ACCOUNT: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (
+        2,
+        F::RepMsg(
+            "secrets",
+            &[
+                (1, F::Str("kind")),
+                (2, F::Str("namespace")),
+                (3, F::Str("name")),
+            ],
+        ),
+    ),
+    (4, F::Bool("automountServiceAccountToken")),
+];
+
+static CSR_CONDITION: &[(u64, F)] = &[
+    (1, F::Str("type")),
+    (2, F::Str("reason")),
+    (3, F::Str("message")),
+    (6, F::Str("status")),
+];
+
+static CSR: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (
+        2,
+        F::Msg(
+            "spec",
+            &[
+                (1, F::Bytes("request")),
+                (2, F::Str("username")),
+                (3, F::Str("uid")),
+                (4, F::RepStr("groups")),
+                (5, F::RepStr("usages")),
+                (7, F::Str("signerName")),
+                (8, F::Int("expirationSeconds")),
+            ],
+        ),
+    ),
+    (
+        3,
+        F::Msg(
+            "status",
+            &[
+                (1, F::RepMsg("conditions", CSR_CONDITION)),
+                (2, F::Bytes("certificate")),
+            ],
+        ),
+    ),
 ];
 
 static TYPE_META: &[(u64, F)] = &[(1, F::Str("apiVersion")), (2, F::Str("kind"))];
@@ -132,6 +266,19 @@ fn message(buf: &[u8], schema: &[(u64, F)]) -> Result<Value, String> {
                     m.insert(key, value);
                 }
             }
+            (F::RepMsg(name, sub), Raw::Bytes(b)) => {
+                let v = message(b, sub)?;
+                let list = obj.entry(*name).or_insert_with(|| json!([]));
+                if let Some(l) = list.as_array_mut() {
+                    l.push(v);
+                }
+            }
+            (F::Bytes(name), Raw::Bytes(b)) if !b.is_empty() => {
+                obj.insert((*name).into(), json!(B64.encode(b)));
+            }
+            (F::Int(name), Raw::Varint(v)) => {
+                obj.insert((*name).into(), json!(v as i64));
+            }
             (F::RepStr(name), Raw::Bytes(b)) => {
                 let list = obj.entry(*name).or_insert_with(|| json!([]));
                 if let Some(l) = list.as_array_mut() {
@@ -164,6 +311,12 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         "Namespace" => NAMESPACE,
         "ConfigMap" => CONFIGMAP,
         "Secret" => SECRET,
+        "Role" | "ClusterRole" => ROLE,
+        "RoleBinding" | "ClusterRoleBinding" => BINDING,
+        "SelfSubjectAccessReview" => ACCESS_REVIEW,
+        "SelfSubjectRulesReview" => RULES_REVIEW,
+        "ServiceAccount" => SERVICE_ACCOUNT,
+        "CertificateSigningRequest" => CSR,
         other => {
             return Err(format!(
                 "protobuf bodies of kind {other:?} are not supported yet"
@@ -215,6 +368,22 @@ mod tests {
             json!({"name": "cfg", "namespace": "demo", "labels": {"app": "web"}})
         );
         assert_eq!(v["data"], json!({"color": "blue"}));
+        let subject = [field(1, b"User"), field(3, b"jane")].concat();
+        let role_ref = [field(2, b"ClusterRole"), field(3, b"view")].concat();
+        let rb = [
+            field(1, &field(1, b"jane-view")),
+            field(2, &subject),
+            field(3, &role_ref),
+        ]
+        .concat();
+        let tm = [
+            field(1, b"rbac.authorization.k8s.io/v1"),
+            field(2, b"RoleBinding"),
+        ]
+        .concat();
+        let v = decode(&[b"k8s\0".to_vec(), field(1, &tm), field(2, &rb)].concat()).unwrap();
+        assert_eq!(v["subjects"], json!([{"kind": "User", "name": "jane"}]));
+        assert_eq!(v["roleRef"], json!({"kind": "ClusterRole", "name": "view"}));
         let tm = [field(1, b"v1"), field(2, b"Pod")].concat();
         assert!(decode(&[b"k8s\0".to_vec(), field(1, &tm)].concat()).is_err());
     }

@@ -116,24 +116,54 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// 403 with Kubernetes' wording.
+    /// 403 with Kubernetes' wording (list-style: no object name, no subresource).
     pub fn forbidden(user: &str, verb: &str, rt: &ResourceType, namespace: Option<&str>) -> Self {
+        Self::forbidden_request(user, verb, rt, "", None, namespace)
+    }
+
+    /// 403 with Kubernetes' wording for any resource request:
+    /// `pods "web" is forbidden: User "jane" cannot get resource "pods/log" in API group "" in
+    /// the namespace "demo"`.
+    pub fn forbidden_request(
+        user: &str,
+        verb: &str,
+        rt: &ResourceType,
+        sub: &str,
+        name: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Self {
         let scope = match namespace {
-            Some(ns) if rt.namespaced => format!("in the namespace \"{ns}\""),
+            Some(ns) if rt.namespaced && !ns.is_empty() => format!("in the namespace \"{ns}\""),
             _ => "at the cluster scope".into(),
+        };
+        let resource = if sub.is_empty() {
+            rt.plural.to_string()
+        } else {
+            format!("{}/{sub}", rt.plural)
+        };
+        let subject = match name {
+            Some(n) if !n.is_empty() => format!("{} \"{n}\"", qualified(rt)),
+            _ => qualified(rt),
         };
         let mut e = Self::new(
             403,
             "Forbidden",
             format!(
-                "{} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
-                qualified(rt),
-                rt.plural,
+                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
                 rt.group
             ),
         );
-        e.details = Some(json!({"group": rt.group, "kind": rt.plural}));
+        let mut d = json!({"group": rt.group, "kind": rt.plural});
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            d["name"] = json!(n);
+        }
+        e.details = Some(d);
         e
+    }
+
+    /// 403 with a ready-made message.
+    pub fn forbidden_message(message: String) -> Self {
+        Self::new(403, "Forbidden", message)
     }
 
     /// 403 for a non-resource path.

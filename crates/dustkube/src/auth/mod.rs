@@ -1,8 +1,15 @@
-//! Who is calling and what they may do. Authentication: X.509 client certificates
-//! ([`x509`]); authorization: the [`Authorizer`] seam, today [`MastersOnly`] (RBAC comes next and
-//! plugs in here without touching the handlers).
+//! Who is calling and what they may do. Authentication: X.509 client certificates ([`x509`]),
+//! bootstrap tokens ([`bootstrap`]) and service-account JWTs ([`serviceaccount`]); authorization:
+//! the [`Authorizer`] seam, implemented by [`rbac::Rbac`] (with the default roles of
+//! [`policy`]) and, for tests, [`MastersOnly`].
 
+pub mod bootstrap;
+pub mod policy;
+pub mod rbac;
+pub mod serviceaccount;
 pub mod x509;
+
+use async_trait::async_trait;
 
 /// Group that bypasses authorization (like Kubernetes).
 pub const MASTERS: &str = "system:masters";
@@ -31,6 +38,8 @@ pub struct Attributes {
     pub namespace: Option<String>,
     /// Object name, if one object.
     pub name: Option<String>,
+    /// For non-resource requests (`/version`, `/api`): the URL path; `None` for resources.
+    pub path: Option<String>,
 }
 
 /// The answer of an authorizer.
@@ -42,17 +51,28 @@ pub enum Decision {
     Deny(String),
 }
 
-/// Decides whether a user may perform a resource request.
+/// Decides whether a user may perform a request.
+#[async_trait]
 pub trait Authorizer: Send + Sync {
     /// The decision for `user` doing `attrs`.
-    fn authorize(&self, user: &User, attrs: &Attributes) -> Decision;
+    async fn authorize(&self, user: &User, attrs: &Attributes) -> Decision;
+
+    /// The rules that apply to `user` in `namespace` (SelfSubjectRulesReview); `Err` when they
+    /// cannot be listed.
+    async fn rules(&self, _user: &User, _namespace: &str) -> Result<Vec<rbac::Rule>, String> {
+        Err("this authorizer cannot list rules".into())
+    }
+
+    /// Forgets cached policy (called after an RBAC object was written).
+    fn invalidate(&self) {}
 }
 
 /// Allows `system:masters` everything and everyone else nothing (until RBAC lands).
 pub struct MastersOnly;
 
+#[async_trait]
 impl Authorizer for MastersOnly {
-    fn authorize(&self, user: &User, _attrs: &Attributes) -> Decision {
+    async fn authorize(&self, user: &User, _attrs: &Attributes) -> Decision {
         if user.groups.iter().any(|g| g == MASTERS) {
             Decision::Allow
         } else {
@@ -65,8 +85,8 @@ impl Authorizer for MastersOnly {
 mod tests {
     use super::*;
 
-    #[test]
-    fn masters_only() {
+    #[tokio::test]
+    async fn masters_only() {
         let attrs = Attributes {
             verb: "list".into(),
             group: String::new(),
@@ -74,6 +94,7 @@ mod tests {
             subresource: String::new(),
             namespace: None,
             name: None,
+            path: None,
         };
         let admin = User {
             name: "admin".into(),
@@ -83,9 +104,9 @@ mod tests {
             name: "jane".into(),
             groups: vec!["students".into()],
         };
-        assert_eq!(MastersOnly.authorize(&admin, &attrs), Decision::Allow);
+        assert_eq!(MastersOnly.authorize(&admin, &attrs).await, Decision::Allow);
         assert!(matches!(
-            MastersOnly.authorize(&jane, &attrs),
+            MastersOnly.authorize(&jane, &attrs).await,
             Decision::Deny(_)
         ));
     }

@@ -1,14 +1,21 @@
 //! The kinds the server serves: one module per kind with its discovery facts, defaulting,
 //! validation and table columns; [`ALL`] lists them and [`find`] looks one up by URL segments.
 
+pub mod certificatesigningrequests;
+pub mod componentstatuses;
 pub mod configmaps;
 pub mod deployments;
+pub mod endpoints;
 pub mod events;
+pub mod leases;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
+pub mod rbac;
 pub mod replicasets;
+pub mod reviews;
 pub mod secrets;
+pub mod serviceaccounts;
 pub mod services;
 
 use serde_json::{json, Value};
@@ -101,8 +108,36 @@ impl ResourceType {
         format!("{}{name}", self.prefix(namespace))
     }
 
+    /// Whether objects of this kind live in the store (not computed or create-only reviews).
+    pub fn stored(&self) -> bool {
+        !matches!(
+            self.plural,
+            "componentstatuses" | "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+        )
+    }
+
+    /// Subresources served besides the object itself (`status`, `scale`, `approval`).
+    pub fn subresources(&self) -> &'static [&'static str] {
+        match (self.group, self.plural) {
+            (_, "componentstatuses" | "selfsubjectaccessreviews" | "selfsubjectrulesreviews") => {
+                &[]
+            }
+            ("apps", _) => &["status", "scale"],
+            (_, "certificatesigningrequests") => &["status", "approval"],
+            ("rbac.authorization.k8s.io", _) | (_, "serviceaccounts" | "endpoints" | "leases") => {
+                &[]
+            }
+            _ => &["status"],
+        }
+    }
+
     /// The verbs advertised in discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
+        match self.plural {
+            "componentstatuses" => return vec!["get", "list"],
+            "selfsubjectaccessreviews" | "selfsubjectrulesreviews" => return vec!["create"],
+            _ => {}
+        }
         vec![
             "create",
             "delete",
@@ -163,8 +198,19 @@ pub static ALL: &[&ResourceType] = &[
     &secrets::TYPE,
     &services::TYPE,
     &events::TYPE,
+    &endpoints::TYPE,
+    &serviceaccounts::TYPE,
+    &componentstatuses::TYPE,
     &deployments::TYPE,
     &replicasets::TYPE,
+    &rbac::CLUSTER_ROLE_BINDING,
+    &rbac::CLUSTER_ROLE,
+    &rbac::ROLE_BINDING,
+    &rbac::ROLE,
+    &leases::TYPE,
+    &certificatesigningrequests::TYPE,
+    &reviews::ACCESS,
+    &reviews::RULES,
 ];
 
 /// The kind served at `group`/`version`/`plural`.

@@ -1,0 +1,582 @@
+//! RBAC end to end: a real etcd and `dustkube server`, driven by the real kubectl 1.27 and 1.33
+//! and curl; asserts on what they print. Covers the default roles, `auth can-i` (also `--list`
+//! and `--as`), a RoleBinding for an X.509 user, Forbidden messages, componentstatuses,
+//! bootstrap tokens (CSR create, expiry), service-account JWTs and anonymous cluster-info.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{free_port, wait_for_port, Proc};
+
+use dustkube::auth::serviceaccount::{claims, SigningKey};
+use duststack::pki::issue::{generate_key, issue, parse_key};
+use duststack::pki::kubeconfig::Kubeconfig;
+use duststack::pki::spec::Usage;
+use duststack::pki::{CertSpec, KeyAlgorithm};
+
+const KUBECTLS: [&str; 2] = [
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+];
+
+/// A client kubeconfig for a user the cluster CA signs (CN = user, O = groups).
+fn user_kubeconfig(pki: &Path, server: &str, user: &str, groups: &[&str]) -> String {
+    let ca_pem = fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let ca_key = parse_key(&fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let spec = CertSpec {
+        name: user.into(),
+        issuer: Some("ca".into()),
+        common_name: user.into(),
+        organizations: groups.iter().map(|g| g.to_string()).collect(),
+        dns_names: Vec::new(),
+        ips: Vec::new(),
+        usage: Some(Usage::Client),
+    };
+    let cert = issue(
+        &spec,
+        &key,
+        Some((&ca_pem, &ca_key)),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    Kubeconfig {
+        server: server.into(),
+        ca_pem,
+        user: user.into(),
+        cert_pem: cert,
+        key_pem: key.serialize_pem(),
+    }
+    .render()
+}
+
+struct Kubectl {
+    bin: &'static str,
+    cache: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin));
+        eprintln!(
+            "$ {} {}\n{}{}",
+            self.bin.rsplit('/').next().unwrap_or(""),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {:?} failed: {}",
+            self.bin,
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{} {:?} should have failed",
+            self.bin,
+            args
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `kubectl auth can-i ...`: the printed answer (it exits 1 for "no").
+    fn can_i(&self, args: &[&str]) -> String {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&self.run(&all).stdout)
+            .trim()
+            .to_string()
+    }
+}
+
+/// Prints the server log if the test fails.
+struct LogOnPanic(PathBuf);
+
+impl Drop for LogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "server log:\n{}",
+                fs::read_to_string(&self.0).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn rows(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn has_row(text: &str, prefix: &str) -> bool {
+    rows(text).iter().any(|r| r.starts_with(prefix))
+}
+
+/// curl against the server: (HTTP code, body).
+fn curl(
+    server: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sSk", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.arg(format!("{server}{path}")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.stderr.is_empty() {
+        eprintln!("curl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    eprintln!("$ curl {method} {path} -> {code}\n{body}");
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn exercise(admin: &Kubectl, jane: &Kubectl, ns: &str) {
+    // kubeadm-style admin.conf (O=kubeadm:cluster-admins) may do everything through cluster-admin.
+    assert_eq!(admin.can_i(&["*", "*"]), "yes");
+    assert_eq!(admin.can_i(&["delete", "nodes"]), "yes");
+    let out = admin.ok(&["get", "clusterroles"]);
+    assert_eq!(rows(&out)[0], "NAME CREATED AT", "{out}");
+    for r in [
+        "cluster-admin ",
+        "admin ",
+        "edit ",
+        "view ",
+        "system:node-bootstrapper ",
+    ] {
+        assert!(has_row(&out, r), "{r} missing:\n{out}");
+    }
+    let out = admin.ok(&["get", "clusterrolebindings", "-o", "wide"]);
+    assert!(
+        has_row(&out, "kubeadm:cluster-admins ClusterRole/cluster-admin ")
+            && rows(&out)
+                .iter()
+                .any(|r| r.starts_with("kubeadm:cluster-admins ")
+                    && r.ends_with(" kubeadm:cluster-admins")),
+        "{out}"
+    );
+
+    let out = admin.ok(&["get", "componentstatuses"]);
+    assert_eq!(rows(&out)[0], "NAME STATUS MESSAGE ERROR", "{out}");
+    for c in [
+        "scheduler Healthy ok",
+        "controller-manager Healthy ok",
+        "etcd-0 Healthy ok",
+    ] {
+        assert!(has_row(&out, c), "{c} missing:\n{out}");
+    }
+
+    admin.ok(&["create", "namespace", ns]);
+    assert_eq!(jane.can_i(&["list", "pods", "-n", ns]), "no");
+    assert_eq!(admin.can_i(&["list", "pods", "-n", ns, "--as=jane"]), "no");
+    assert_eq!(
+        admin
+            .ok(&[
+                "create",
+                "rolebinding",
+                "jane-view",
+                "--clusterrole=view",
+                "--user=jane",
+                "-n",
+                ns
+            ])
+            .trim(),
+        "rolebinding.rbac.authorization.k8s.io/jane-view created"
+    );
+    assert_eq!(jane.can_i(&["list", "pods", "-n", ns]), "yes");
+    assert_eq!(jane.can_i(&["list", "pods", "-n", "default"]), "no");
+    assert_eq!(jane.can_i(&["create", "deployments", "-n", ns]), "no");
+    assert_eq!(
+        jane.can_i(&["get", "deployments.apps/scale", "-n", ns]),
+        "yes"
+    );
+    assert_eq!(admin.can_i(&["list", "pods", "-n", ns, "--as=jane"]), "yes");
+    assert_eq!(
+        admin.can_i(&["list", "secrets", "-n", ns, "--as=jane"]),
+        "no"
+    );
+
+    // jane's own kubeconfig: Forbidden in default (Kubernetes' exact words), fine in her namespace.
+    let err = jane.fails(&["get", "pods", "-n", "default"]);
+    assert!(
+        err.contains("Error from server (Forbidden): pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        "{err}"
+    );
+    let out = jane.run(&["get", "pods", "-n", ns]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("No resources found in {ns} namespace.")));
+    let err = jane.fails(&["get", "deploy", "web", "-n", "default"]);
+    assert!(
+        err.contains("deployments.apps \"web\" is forbidden: User \"jane\" cannot get resource \"deployments\" in API group \"apps\" in the namespace \"default\""),
+        "{err}"
+    );
+    // jane may not impersonate.
+    let err = jane.fails(&["get", "pods", "-n", ns, "--as=admin"]);
+    assert!(
+        err.contains("users \"admin\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{err}"
+    );
+
+    // auth can-i --list shows view's rules (and the basic ones everyone has).
+    let out = admin.ok(&["auth", "can-i", "--list", "--as=jane", "-n", ns]);
+    let r = rows(&out);
+    assert_eq!(
+        r[0], "Resources Non-Resource URLs Resource Names Verbs",
+        "{out}"
+    );
+    for want in [
+        "pods [] [] [get list watch]",
+        "deployments.apps [] [] [get list watch]",
+        "selfsubjectaccessreviews.authorization.k8s.io [] [] [create]",
+        "[/api/*] [] [get]",
+    ] {
+        assert!(r.iter().any(|l| l == want), "{want} missing:\n{out}");
+    }
+    assert!(!r.iter().any(|l| l.starts_with("secrets ")), "{out}");
+
+    let out = admin.ok(&["get", "rolebinding", "-n", ns, "-o", "wide"]);
+    assert_eq!(
+        rows(&out)[0],
+        "NAME ROLE AGE USERS GROUPS SERVICEACCOUNTS",
+        "{out}"
+    );
+    assert!(has_row(&out, "jane-view ClusterRole/view "), "{out}");
+    assert!(rows(&out)[1].ends_with(" jane"), "{out}");
+    let out = admin.ok(&["get", "rolebinding", "-n", ns]);
+    assert_eq!(rows(&out)[0], "NAME ROLE AGE", "{out}");
+
+    // Removing the binding takes the access away again.
+    admin.ok(&["delete", "rolebinding", "jane-view", "-n", ns]);
+    assert_eq!(jane.can_i(&["list", "pods", "-n", ns]), "no");
+}
+
+fn bootstrap_secret(id: &str, secret: &str, expiration: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-{id}\n  namespace: kube-system\ntype: bootstrap.kubernetes.io/token\nstringData:\n  token-id: {id}\n  token-secret: {secret}\n  expiration: \"{expiration}\"\n  usage-bootstrap-authentication: \"true\"\n  usage-bootstrap-signing: \"true\"\n  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token\n"
+    )
+}
+
+fn tokens(admin: &Kubectl, dir: &Path, pki: &Path, server: &str) {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+
+    // A bootstrap token may create a CSR but not list pods.
+    let file = dir.join("tokens.yaml");
+    fs::write(
+        &file,
+        format!(
+            "{}---\n{}",
+            bootstrap_secret("abcdef", "0123456789abcdef", "2999-01-01T00:00:00Z"),
+            bootstrap_secret("expird", "0123456789abcdef", "2001-01-01T00:00:00Z")
+        ),
+    )
+    .unwrap();
+    admin.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:worker1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "node-csr-worker1"},
+        "spec": {
+            "request": b64(csr_pem.as_bytes()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+            "username": "someone-else",
+        }
+    })
+    .to_string();
+    let good = Some("abcdef.0123456789abcdef");
+    let csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let (code, body) = curl(server, good, "POST", csrs, Some(&csr));
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body.contains("\"username\":\"system:bootstrap:abcdef\""),
+        "{body}"
+    );
+    let (code, body) = curl(server, good, "GET", "/api/v1/namespaces/default/pods", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("User \\\"system:bootstrap:abcdef\\\" cannot list resource \\\"pods\\\""),
+        "{body}"
+    );
+    let expired = Some("expird.0123456789abcdef");
+    let (code, body) = curl(server, expired, "POST", csrs, Some(&csr));
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = curl(server, Some("zzzzzz.0123456789abcdef"), "GET", "/api", None);
+    assert_eq!(code, 401);
+
+    // The CSR table and approval (the /approval subresource).
+    let out = admin.ok(&["get", "csr"]);
+    assert_eq!(
+        rows(&out)[0],
+        "NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION",
+        "{out}"
+    );
+    assert!(
+        rows(&out).iter().any(|r| r.starts_with("node-csr-worker1 ")
+            && r.ends_with(" kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:abcdef <none> Pending")),
+        "{out}"
+    );
+    assert_eq!(
+        admin
+            .ok(&["certificate", "approve", "node-csr-worker1"])
+            .trim(),
+        "certificatesigningrequest.certificates.k8s.io/node-csr-worker1 approved"
+    );
+    let out = admin.ok(&["get", "csr", "node-csr-worker1"]);
+    assert!(rows(&out)[1].ends_with(" Approved"), "{out}");
+
+    // A service-account token signed with sa.key authenticates as the service account.
+    let out = admin.ok(&["create", "serviceaccount", "builder", "-n", "ci"]);
+    assert_eq!(out.trim(), "serviceaccount/builder created");
+    let out = admin.ok(&["get", "sa", "-n", "ci"]);
+    assert_eq!(rows(&out)[0], "NAME SECRETS AGE", "{out}");
+    assert!(has_row(&out, "builder 0 "), "{out}");
+    let uid = admin.ok(&[
+        "get",
+        "sa",
+        "builder",
+        "-n",
+        "ci",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let signer = SigningKey::from_file(&pki.join("sa.key")).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let token = signer
+        .sign(&claims("ci", "builder", &uid, now, 600))
+        .unwrap();
+    admin.ok(&[
+        "create",
+        "rolebinding",
+        "builder-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=ci:builder",
+        "-n",
+        "ci",
+    ]);
+    let ssar = |ns: &str, verb: &str, resource: &str| {
+        serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource}},
+        })
+        .to_string()
+    };
+    let reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (code, body) = curl(
+        server,
+        Some(&token),
+        "POST",
+        reviews,
+        Some(&ssar("ci", "create", "pods")),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert!(body.contains("\"allowed\":true"), "{body}");
+    let (code, body) = curl(
+        server,
+        Some(&token),
+        "POST",
+        reviews,
+        Some(&ssar("default", "list", "pods")),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert!(body.contains("\"allowed\":false"), "{body}");
+    let (code, body) = curl(
+        server,
+        Some(&token),
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        None,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        body.contains(
+            "User \\\"system:serviceaccount:ci:builder\\\" cannot list resource \\\"pods\\\""
+        ),
+        "{body}"
+    );
+    // The same claims signed by another key, or after the account is gone: 401.
+    let other = SigningKey::from_pem(
+        rcgen::KeyPair::generate()
+            .unwrap()
+            .serialize_pem()
+            .as_bytes(),
+    )
+    .unwrap();
+    let forged = other
+        .sign(&claims("ci", "builder", &uid, now, 600))
+        .unwrap();
+    assert_eq!(
+        curl(
+            server,
+            Some(&forged),
+            "POST",
+            reviews,
+            Some(&ssar("ci", "create", "pods"))
+        )
+        .0,
+        401
+    );
+    admin.ok(&["delete", "sa", "builder", "-n", "ci"]);
+    assert_eq!(
+        curl(
+            server,
+            Some(&token),
+            "POST",
+            reviews,
+            Some(&ssar("ci", "create", "pods"))
+        )
+        .0,
+        401
+    );
+
+    // Anonymous: cluster-info in kube-public is readable, nothing else is.
+    admin.ok(&[
+        "create",
+        "configmap",
+        "cluster-info",
+        "-n",
+        "kube-public",
+        "--from-literal=kubeconfig=x",
+    ]);
+    let (code, body) = curl(
+        server,
+        None,
+        "GET",
+        "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"kubeconfig\":\"x\""), "{body}");
+    assert_eq!(
+        curl(
+            server,
+            None,
+            "GET",
+            "/api/v1/namespaces/kube-public/configmaps",
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(curl(server, None, "GET", "/healthz", None).0, 200);
+}
+
+#[test]
+fn rbac_tokens_and_reviews_with_kubectl_1_27_and_1_33() {
+    for bin in KUBECTLS
+        .iter()
+        .chain(["/usr/bin/etcd", "/usr/bin/curl"].iter())
+    {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is required (scripts/install-deps.sh)"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+    let server = format!("https://127.0.0.1:{api_port}");
+
+    let pki = common::make_pki(dir, api_port);
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+    let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
+
+    let server_log = dir.join("server.log");
+    let mut api = Proc::spawn(
+        "dustkube server",
+        Command::new(env!("CARGO_BIN_EXE_dustkube"))
+            .arg("server")
+            .args(["--etcd-servers", &format!("https://127.0.0.1:{etcd_port}")])
+            .args(["--etcd-cafile", &p("etcd/ca.crt")])
+            .args(["--etcd-certfile", &p("apiserver-etcd-client.crt")])
+            .args(["--etcd-keyfile", &p("apiserver-etcd-client.key")])
+            .args(["--tls-cert-file", &p("apiserver.crt")])
+            .args(["--tls-private-key-file", &p("apiserver.key")])
+            .args(["--client-ca-file", &p("ca.crt")])
+            .args(["--service-account-key-file", &p("sa.pub")])
+            .args(["--service-account-signing-key-file", &p("sa.key")])
+            .args([
+                "--secure-port",
+                &api_port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+            ]),
+        &server_log,
+    );
+    wait_for_port(api_port, "dustkube server", &server_log);
+    let _log = LogOnPanic(server_log.clone());
+
+    let jane_conf = dir.join("jane.conf");
+    fs::write(
+        &jane_conf,
+        user_kubeconfig(&pki, &server, "jane", &["students"]),
+    )
+    .unwrap();
+    for (i, bin) in KUBECTLS.iter().enumerate() {
+        let cache = dir.join(format!("cache-{i}"));
+        let admin = Kubectl {
+            bin,
+            cache: cache.clone(),
+            kubeconfig: dir.join("admin.conf"),
+        };
+        let jane = Kubectl {
+            bin,
+            cache,
+            kubeconfig: jane_conf.clone(),
+        };
+        let version = bin.rsplit('.').next().unwrap_or("x");
+        exercise(&admin, &jane, &format!("demo{version}"));
+    }
+    let admin = Kubectl {
+        bin: KUBECTLS[1],
+        cache: dir.join("cache-1"),
+        kubeconfig: dir.join("admin.conf"),
+    };
+    admin.ok(&["create", "namespace", "ci"]);
+    tokens(&admin, dir, &pki, &server);
+
+    let log = fs::read_to_string(&server_log).unwrap_or_default();
+    assert!(api.terminate(), "server did not shut down cleanly:\n{log}");
+}
