@@ -54,4 +54,6 @@ if ! ansible-inventory --version 2>/dev/null | grep -q 'core 2.19' || ! python3 
   # The 'ansible' package pins ansible-core 2.19 and carries ansible.posix (sysctl, mount, authorized_key).
   python3 -m pip install -q 'ansible==12.3.0'
 fi
-ansible-inventory --version | head -1
+# (no `| head`: ansible-inventory dies of a broken pipe when the reader stops early)
+version=$(ansible-inventory --version)
+echo "${version%%$'\n'*}"
