@@ -283,33 +283,25 @@ fn lab_vm_up_ssh_snapshot_down() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let prepare = repo.join("playbooks/prepare.yml");
     let pki_var = format!("pki_local_dir={}", dir.join("pki").display());
-    let t = Instant::now();
-    let first = ok(lab.duststack(&[
-        "play",
-        prepare.to_str().unwrap(),
-        "-i",
-        inv_path.to_str().unwrap(),
-        "-e",
-        &pki_var,
-    ]));
-    println!(
-        "timing: prepare.yml first run {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
+    let prepare_run = |which: &str| {
+        let t = Instant::now();
+        let out = ok(lab.duststack(&[
+            "play",
+            prepare.to_str().unwrap(),
+            "-i",
+            inv_path.to_str().unwrap(),
+            "-e",
+            &pki_var,
+        ]));
+        println!(
+            "timing: prepare.yml {which} run {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        out
+    };
+    let first = prepare_run("first");
     assert!(first.contains("failed=0"), "{first}");
-    let t = Instant::now();
-    let second = ok(lab.duststack(&[
-        "play",
-        prepare.to_str().unwrap(),
-        "-i",
-        inv_path.to_str().unwrap(),
-        "-e",
-        &pki_var,
-    ]));
-    println!(
-        "timing: prepare.yml second run {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
+    let second = prepare_run("second");
     let recap_lines: Vec<&str> = second.lines().filter(|l| l.contains(" : ok=")).collect();
     assert_eq!(recap_lines.len(), 3, "{second}");
     for l in &recap_lines {
