@@ -140,8 +140,9 @@ fn plan(a: &InitArgs) -> Result<Plan> {
         api_port: a.apiserver_bind_port,
         etcd_client_port: a.etcd_client_port,
         etcd_peer_port: a.etcd_peer_port,
-        pki_dir: a.pki_dir.clone(),
-        data_dir: a.data_dir.clone(),
+        // Absolute: systemd units and restarted children must not depend on the cwd.
+        pki_dir: std::path::absolute(&a.pki_dir).context("--pki-dir")?,
+        data_dir: std::path::absolute(&a.data_dir).context("--data-dir")?,
         etcd_binary: a.etcd_binary.clone(),
         dustkube_binary,
         server_extra: a.server_args.clone(),
