@@ -29,7 +29,10 @@ fn objects_survive_sigkill_of_etcd_and_server() {
     let file = dir.join("many.yaml");
     std::fs::write(&file, manifest).unwrap();
     let created = kubectl_ok(&conf, &cache, &["create", "-f", file.to_str().unwrap()]);
-    assert_eq!(created.lines().filter(|l| l.ends_with(" created")).count(), 200);
+    assert_eq!(
+        created.lines().filter(|l| l.ends_with(" created")).count(),
+        200
+    );
 
     // SIGKILL both (Proc's drop kills with SIGKILL and reaps).
     drop(api);
@@ -46,6 +49,18 @@ fn objects_survive_sigkill_of_etcd_and_server() {
     assert_eq!(names.len(), 200, "{listed}");
     let expected: Vec<String> = (0..200).map(|i| format!("cm-{i:03}")).collect();
     assert_eq!(names, expected);
-    let v = kubectl_ok(&conf, &cache, &["get", "cm", "cm-137", "-n", "dur", "-o", "jsonpath={.data.num}"]);
+    let v = kubectl_ok(
+        &conf,
+        &cache,
+        &[
+            "get",
+            "cm",
+            "cm-137",
+            "-n",
+            "dur",
+            "-o",
+            "jsonpath={.data.num}",
+        ],
+    );
     assert_eq!(v, "137");
 }

@@ -120,7 +120,11 @@ fn etcd_revision(dir: &Path, port: u16) -> u64 {
         .args(["endpoint", "status", "-w", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v[0]["Status"]["header"]["revision"].as_u64().unwrap()
 }
@@ -179,7 +183,10 @@ fn preflight_failure_is_reported_and_nothing_is_written() {
         err.contains("preflight failed: ports (fix them, or skip with --skip-preflight=ports)"),
         "{err}"
     );
-    assert!(!tmp.path().join("pki").exists(), "PKI written despite preflight failure");
+    assert!(
+        !tmp.path().join("pki").exists(),
+        "PKI written despite preflight failure"
+    );
 
     let mut bad = init_args(tmp.path(), &ports);
     let last = bad.len() - 1;
@@ -227,7 +234,10 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     let hex = openssl_hash.split_whitespace().next().unwrap();
     assert_eq!(words[6], format!("sha256:{hex}"));
     assert!(text.contains("[supervisor] started etcd (pid "), "{text}");
-    assert!(text.contains("[supervisor] started dustkube server (pid "), "{text}");
+    assert!(
+        text.contains("[supervisor] started dustkube server (pid "),
+        "{text}"
+    );
 
     // kubectl with admin.conf; until RBAC binds kubeadm:cluster-admins, super-admin.conf.
     let admin = dir.join("conf/admin.conf");
@@ -235,7 +245,10 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     let conf = if ok {
         admin
     } else {
-        assert!(err.contains("Forbidden") || err.contains("forbidden"), "{err}");
+        assert!(
+            err.contains("Forbidden") || err.contains("forbidden"),
+            "{err}"
+        );
         eprintln!("admin.conf is Forbidden (no RBAC yet): using super-admin.conf");
         dir.join("conf/super-admin.conf")
     };
@@ -251,7 +264,15 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     let ci: Value = serde_json::from_str(&kubectl_ok(
         &conf,
         &cache,
-        &["get", "configmap", "cluster-info", "-n", "kube-public", "-o", "json"],
+        &[
+            "get",
+            "configmap",
+            "cluster-info",
+            "-n",
+            "kube-public",
+            "-o",
+            "json",
+        ],
     ))
     .unwrap();
     let kubeconfig = ci["data"]["kubeconfig"].as_str().unwrap();
@@ -270,7 +291,15 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     let secret: Value = serde_json::from_str(&kubectl_ok(
         &conf,
         &cache,
-        &["get", "secret", &format!("bootstrap-token-{id}"), "-n", "kube-system", "-o", "json"],
+        &[
+            "get",
+            "secret",
+            &format!("bootstrap-token-{id}"),
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ],
     ))
     .unwrap();
     assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
@@ -309,7 +338,13 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
         v.extend(rest.iter().map(|s| s.to_string()));
         v
     };
-    let created = dustkube(&tok_args(&["create", "--ttl", "1h", "--description", "for worker"]));
+    let created = dustkube(&tok_args(&[
+        "create",
+        "--ttl",
+        "1h",
+        "--description",
+        "for worker",
+    ]));
     assert!(created.status.success());
     let new_token = stdout(&created).trim().to_string();
     let (new_id, _) = new_token.split_once('.').unwrap();
@@ -326,11 +361,26 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     assert_eq!(cells[3], "authentication,signing");
     assert!(row.contains("for worker"), "{row}");
     assert!(list.lines().any(|l| l.starts_with(id)), "{list}");
-    let ci = kubectl_ok(&conf, &cache, &["get", "cm", "cluster-info", "-n", "kube-public", "-o", "json"]);
+    let ci = kubectl_ok(
+        &conf,
+        &cache,
+        &[
+            "get",
+            "cm",
+            "cluster-info",
+            "-n",
+            "kube-public",
+            "-o",
+            "json",
+        ],
+    );
     assert!(ci.contains(&format!("jws-kubeconfig-{new_id}")));
 
     let join2 = stdout(&dustkube(&tok_args(&["create", "--print-join-command"])));
-    assert!(join2.starts_with(&format!("dustkube join 127.0.0.1:{} --token ", ports.api)), "{join2}");
+    assert!(
+        join2.starts_with(&format!("dustkube join 127.0.0.1:{} --token ", ports.api)),
+        "{join2}"
+    );
     assert!(join2.trim().ends_with(words[6]), "{join2}");
 
     let deleted = dustkube(&tok_args(&["delete", new_id]));
@@ -338,7 +388,19 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     assert!(stdout(&deleted).contains(&format!("bootstrap token \"{new_id}\" deleted")));
     let list = stdout(&dustkube(&tok_args(&["list"])));
     assert!(!list.lines().any(|l| l.starts_with(new_id)), "{list}");
-    let ci = kubectl_ok(&conf, &cache, &["get", "cm", "cluster-info", "-n", "kube-public", "-o", "json"]);
+    let ci = kubectl_ok(
+        &conf,
+        &cache,
+        &[
+            "get",
+            "cm",
+            "cluster-info",
+            "-n",
+            "kube-public",
+            "-o",
+            "json",
+        ],
+    );
     assert!(!ci.contains(&format!("jws-kubeconfig-{new_id}")));
     assert!(ci.contains(&format!("jws-kubeconfig-{id}")));
     let missing = dustkube(&tok_args(&["delete", new_id]));
@@ -355,12 +417,20 @@ fn init_brings_up_a_control_plane_and_is_idempotent() {
     ]);
     assert!(certs.status.success());
     let certs_text = stdout(&certs);
-    assert!(certs_text.lines().any(|l| l.starts_with("apiserver ") && l.contains("364d")), "{certs_text}");
+    assert!(
+        certs_text
+            .lines()
+            .any(|l| l.starts_with("apiserver ") && l.contains("364d")),
+        "{certs_text}"
+    );
 
     // SIGTERM stops the supervisor and both children.
     assert!(init.terminate(), "init did not exit cleanly");
     let out = fs::read_to_string(&log).unwrap();
-    assert!(out.contains("[supervisor] dustkube server stopped"), "{out}");
+    assert!(
+        out.contains("[supervisor] dustkube server stopped"),
+        "{out}"
+    );
     assert!(out.contains("[supervisor] etcd stopped"), "{out}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", ports.api)).is_err());
     assert!(std::net::TcpStream::connect(("127.0.0.1", ports.etcd)).is_err());

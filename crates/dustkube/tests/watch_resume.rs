@@ -24,8 +24,17 @@ struct Curl {
 impl Curl {
     fn cmd(&self, path: &str) -> Command {
         let mut c = Command::new("curl");
-        c.args(["-sS", "-N", "--cacert", &self.cacert, "--cert", &self.cert, "--key", &self.key])
-            .arg(format!("{}{path}", self.base));
+        c.args([
+            "-sS",
+            "-N",
+            "--cacert",
+            &self.cacert,
+            "--cert",
+            &self.cert,
+            "--key",
+            &self.key,
+        ])
+        .arg(format!("{}{path}", self.base));
         c
     }
 
@@ -39,7 +48,9 @@ impl Curl {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         eprintln!("watch from {rv}:\n{text}");
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -52,7 +63,17 @@ fn event_summary(e: &Value) -> String {
 }
 
 fn rv_of(conf: &Path, cache: &Path, name: &str) -> String {
-    kubectl_ok(conf, cache, &["get", "cm", name, "-o", "jsonpath={.metadata.resourceVersion}"])
+    kubectl_ok(
+        conf,
+        cache,
+        &[
+            "get",
+            "cm",
+            name,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    )
 }
 
 #[test]
@@ -65,7 +86,14 @@ fn watch_resumes_after_restart_and_expires_after_compaction() {
     let conf = dir.join("super-admin.conf");
     let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
     let no_compaction = ["--etcd-compaction-interval", "0"];
-    let mut api = common::start_server(dir, &pki, etcd_port, api_port, &no_compaction, "server1.log");
+    let mut api = common::start_server(
+        dir,
+        &pki,
+        etcd_port,
+        api_port,
+        &no_compaction,
+        "server1.log",
+    );
     let (cert, key) = common::client_cert_files(&conf, dir, "admin");
     let curl = Curl {
         cacert: pki.join("ca.crt").to_str().unwrap().into(),
@@ -106,32 +134,61 @@ fn watch_resumes_after_restart_and_expires_after_compaction() {
     assert!(api.terminate(), "server did not stop cleanly");
     let deadline = Instant::now() + Duration::from_secs(15);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "watch did not end with the server");
+        assert!(
+            Instant::now() < deadline,
+            "watch did not end with the server"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     reader.join().unwrap();
     assert!(rx.try_recv().is_err(), "unexpected events after a2");
 
     // Changes the watcher misses: made while it is disconnected.
-    let mut api = common::start_server(dir, &pki, etcd_port, api_port, &no_compaction, "server2.log");
+    let mut api = common::start_server(
+        dir,
+        &pki,
+        etcd_port,
+        api_port,
+        &no_compaction,
+        "server2.log",
+    );
     kubectl_ok(&conf, &cache, &["create", "cm", "b1", "--from-literal=k=3"]);
     kubectl_ok(&conf, &cache, &["label", "cm", "a1", "tier=web"]);
     kubectl_ok(&conf, &cache, &["delete", "cm", "a2"]);
     kubectl_ok(&conf, &cache, &["create", "cm", "b2", "--from-literal=k=4"]);
 
-    let missed: Vec<String> = curl.watch_all(&last_rv, 3).iter().map(event_summary).collect();
-    assert_eq!(missed, ["ADDED b1", "MODIFIED a1", "DELETED a2", "ADDED b2"]);
+    let missed: Vec<String> = curl
+        .watch_all(&last_rv, 3)
+        .iter()
+        .map(event_summary)
+        .collect();
+    assert_eq!(
+        missed,
+        ["ADDED b1", "MODIFIED a1", "DELETED a2", "ADDED b2"]
+    );
 
     // Restart with aggressive compaction: the old revision is compacted away → 410.
     assert!(api.terminate());
-    let compacting = ["--etcd-compaction-interval", "1", "--etcd-compaction-retain", "1"];
+    let compacting = [
+        "--etcd-compaction-interval",
+        "1",
+        "--etcd-compaction-retain",
+        "1",
+    ];
     let _api = common::start_server(dir, &pki, etcd_port, api_port, &compacting, "server3.log");
     for i in 0..3 {
-        kubectl_ok(&conf, &cache, &["create", "cm", &format!("c{i}"), "--from-literal=k=5"]);
+        kubectl_ok(
+            &conf,
+            &cache,
+            &["create", "cm", &format!("c{i}"), "--from-literal=k=5"],
+        );
     }
     let log = dir.join("server3.log");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("compacted etcd") {
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("compacted etcd")
+    {
         assert!(Instant::now() < deadline, "no compaction logged");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -175,12 +232,21 @@ fn watch_resumes_after_restart_and_expires_after_compaction() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&wlog).unwrap_or_default().contains("d0") {
-        assert!(Instant::now() < deadline, "kubectl get --watch printed nothing");
+    while !std::fs::read_to_string(&wlog)
+        .unwrap_or_default()
+        .contains("d0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl get --watch printed nothing"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     kubectl_ok(&conf, &cache, &["create", "cm", "e1", "--from-literal=k=7"]);
-    while !std::fs::read_to_string(&wlog).unwrap_or_default().contains("e1") {
+    while !std::fs::read_to_string(&wlog)
+        .unwrap_or_default()
+        .contains("e1")
+    {
         assert!(Instant::now() < deadline, "kubectl get --watch missed e1");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -188,7 +254,10 @@ fn watch_resumes_after_restart_and_expires_after_compaction() {
     let _ = kw.wait();
     let text = std::fs::read_to_string(&wlog).unwrap();
     eprintln!("kubectl get --watch:\n{text}");
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0][..3], ["NAME", "DATA", "AGE"]);
     let names: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
     assert_eq!(names, ["a1", "b1", "b2", "c0", "c1", "c2", "d0", "e1"]);

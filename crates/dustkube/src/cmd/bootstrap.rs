@@ -76,7 +76,9 @@ impl Token {
         let (id, secret) = s
             .split_once('.')
             .filter(|(i, s)| valid_part(i, 6) && valid_part(s, 16))
-            .ok_or_else(|| anyhow!("'{s}' is not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})"))?;
+            .ok_or_else(|| {
+                anyhow!("'{s}' is not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})")
+            })?;
         Ok(Self {
             id: id.into(),
             secret: secret.into(),
@@ -90,7 +92,9 @@ pub fn parse_id(s: &str) -> Result<String> {
     if valid_part(id, 6) {
         Ok(id.to_string())
     } else {
-        Err(anyhow!("'{s}' is neither a token id ([a-z0-9]{{6}}) nor a token"))
+        Err(anyhow!(
+            "'{s}' is neither a token id ([a-z0-9]{{6}}) nor a token"
+        ))
     }
 }
 

@@ -89,8 +89,8 @@ impl ApiClient {
             .with_root_certificates(roots);
         let mut tls = match identity {
             Some((cert, key)) => {
-                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                    .context("client key: bad PEM")?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).context("client key: bad PEM")?;
                 builder
                     .with_client_auth_cert(certs(cert, "client certificate")?, key)
                     .context("client certificate and key do not match")?

@@ -242,7 +242,11 @@ async fn cluster_objects(a: &InitArgs, client: &ApiClient, ca_pem: &str) -> Resu
 
     // The server seeds kube-public; wait until it is there.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get("/api/v1/namespaces/kube-public").await?.is_none() {
+    while client
+        .get("/api/v1/namespaces/kube-public")
+        .await?
+        .is_none()
+    {
         if Instant::now() > deadline {
             return Err(anyhow!("namespace kube-public did not appear"));
         }
@@ -251,7 +255,11 @@ async fn cluster_objects(a: &InitArgs, client: &ApiClient, ca_pem: &str) -> Resu
 
     let ci = bootstrap::cluster_info(&client.server, ca_pem);
     let r = client
-        .request("POST", "/api/v1/namespaces/kube-public/configmaps", Some(&ci))
+        .request(
+            "POST",
+            "/api/v1/namespaces/kube-public/configmaps",
+            Some(&ci),
+        )
         .await?;
     match r.status {
         409 => println!("[bootstrap] cluster-info exists in kube-public"),
@@ -297,7 +305,9 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
             "dustkube init: the control plane at {url} is already initialised (it answers /readyz with the CA in {}); nothing changed.",
             a.pki_dir.join("ca.crt").display()
         );
-        println!("To add a node, make a join command with: dustkube token create --print-join-command");
+        println!(
+            "To add a node, make a join command with: dustkube token create --print-join-command"
+        );
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -309,8 +319,7 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
     print!("{}", preflight::render(&checks));
     preflight::verdict(&checks)?;
 
-    let report = pki::init(&Store::new(&a.pki_dir), &a.kubeconfig_dir, &p.spec)
-        .context("PKI")?;
+    let report = pki::init(&Store::new(&a.pki_dir), &a.kubeconfig_dir, &p.spec).context("PKI")?;
     let count = |f: fn(&Action) -> bool| report.rows.iter().filter(|r| f(&r.action)).count();
     println!(
         "[certs] {}: created {}, re-issued {}, kept {}",
@@ -324,13 +333,20 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
             println!("[certs] re-issued {} ({why})", row.name);
         }
     }
-    println!("[kubeconfig] wrote the kubeconfigs in {}", a.kubeconfig_dir.display());
+    println!(
+        "[kubeconfig] wrote the kubeconfigs in {}",
+        a.kubeconfig_dir.display()
+    );
 
     let use_systemd = !a.foreground && units::systemd_is_init();
     let mut supervisor = None;
     if use_systemd {
         units::install(&p.layout)?;
-        println!("[units] started {} and {}", units::ETCD_UNIT, units::SERVER_UNIT);
+        println!(
+            "[units] started {} and {}",
+            units::ETCD_UNIT,
+            units::SERVER_UNIT
+        );
     } else {
         if !a.foreground {
             println!("[supervisor] systemd is not PID 1: running etcd and the server as children of this process");
@@ -341,7 +357,10 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
     let result = async {
         let client = ApiClient::from_kubeconfig(&a.kubeconfig_dir.join("super-admin.conf"))?;
         if !wait_ready(&client, Duration::from_secs(60)).await {
-            return Err(anyhow!("the API server at {} did not become ready within 60s", p.server));
+            return Err(anyhow!(
+                "the API server at {} did not become ready within 60s",
+                p.server
+            ));
         }
         println!("[wait-control-plane] {} is ready", p.server);
         let ca_pem = std::fs::read_to_string(a.pki_dir.join("ca.crt"))
@@ -374,7 +393,9 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
     );
 
     if let Some(mut s) = supervisor {
-        println!("[supervisor] running in the foreground; SIGTERM or Ctrl-C stops etcd and the server");
+        println!(
+            "[supervisor] running in the foreground; SIGTERM or Ctrl-C stops etcd and the server"
+        );
         wait_for_signal().await;
         s.stop().await;
     }

@@ -201,7 +201,10 @@ mod tests {
             .collect();
         let checks = run(&skips, "127.0.0.1".parse().unwrap(), &[port]);
         let text = render(&checks);
-        assert!(text.contains(&format!("FAIL  ports: port {port} is in use")), "{text}");
+        assert!(
+            text.contains(&format!("FAIL  ports: port {port} is in use")),
+            "{text}"
+        );
         assert!(text.contains("[preflight] skip  swap"), "{text}");
         let err = verdict(&checks).unwrap_err().to_string();
         assert!(err.contains("--skip-preflight=ports"), "{err}");

@@ -69,7 +69,9 @@ async fn terminate(name: &str, child: &mut Child) {
     match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
         Ok(status) => println!(
             "[supervisor] {name} stopped ({})",
-            status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string())
         ),
         Err(_) => {
             println!("[supervisor] {name} did not stop within 10s; killing it");

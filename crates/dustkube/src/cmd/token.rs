@@ -78,7 +78,11 @@ pub async fn store_token(
         return Err(anyhow!("token {} already exists", token.id));
     }
     if !r.ok() {
-        return Err(anyhow!("creating the token Secret: {} {}", r.status, r.message()));
+        return Err(anyhow!(
+            "creating the token Secret: {} {}",
+            r.status,
+            r.message()
+        ));
     }
     sign_cluster_info(client, token).await
 }
@@ -119,7 +123,10 @@ async fn create(
         eprintln!("warning: kube-public/cluster-info does not exist; the token cannot be used for discovery");
     }
     if print_join {
-        println!("{}", join_command(&client.server, &token, &ca_hash_of(kubeconfig)?));
+        println!(
+            "{}",
+            join_command(&client.server, &token, &ca_hash_of(kubeconfig)?)
+        );
     } else {
         println!("{token}");
     }
@@ -160,10 +167,17 @@ fn table(rows: &[Vec<String>]) -> String {
 
 async fn list(client: &ApiClient) -> Result<()> {
     let now = Utc::now();
-    let mut rows = vec![["ID", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
+    let mut rows = vec![[
+        "ID",
+        "TTL",
+        "EXPIRES",
+        "USAGES",
+        "DESCRIPTION",
+        "EXTRA GROUPS",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
     for t in list_tokens(client).await? {
         let (ttl, expires) = match t.expires {
             Some(e) => (

@@ -132,7 +132,9 @@ impl Layout {
 
 fn exec_line(program: &Path, args: &[String]) -> String {
     let quote = |s: &str| {
-        if s.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
             format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
         } else {
             s.to_string()

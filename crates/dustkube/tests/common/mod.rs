@@ -168,7 +168,10 @@ pub fn start_server(
 pub fn client_cert_files(kubeconfig: &Path, dir: &Path, stem: &str) -> (String, String) {
     let text = fs::read_to_string(kubeconfig).unwrap();
     let kc = duststack::pki::kubeconfig::Kubeconfig::parse(&text, kubeconfig).unwrap();
-    let (crt, key) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    let (crt, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
     fs::write(&crt, kc.cert_pem).unwrap();
     fs::write(&key, kc.key_pem).unwrap();
     (
