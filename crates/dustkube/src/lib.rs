@@ -7,10 +7,12 @@
 //! - [`resources`]: one module per kind (discovery facts, defaults, validation, table columns).
 //! - [`api`]: the HTTP API (discovery, OpenAPI, objects, list/watch, patch, Table, Status errors).
 //! - [`auth`]: X.509 client-certificate users and the authorization seam.
-//! - [`server`]: TLS listener, health, graceful shutdown (`dustkube server`).
+//! - [`server`]: TLS listener, health, graceful shutdown, etcd compaction (`dustkube server`).
+//! - [`cmd`]: the other verbs (`init`, `token`, `certs`) and what they share.
 
 pub mod api;
 pub mod auth;
+pub mod cmd;
 pub mod resources;
 pub mod server;
 pub mod storage;

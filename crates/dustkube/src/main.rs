@@ -1,8 +1,10 @@
-//! The `dustkube` command: `dustkube server` now; `init`, `join`, `token`, `certs` later.
+//! The `dustkube` command: `server`, `init`, `token`, `certs` (`join` comes with the node agent).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use dustkube::cmd;
 
 /// A small Kubernetes-compatible control plane.
 #[derive(Parser)]
@@ -16,6 +18,12 @@ struct Cli {
 enum Command {
     /// Run the API server (HTTPS, objects in etcd).
     Server(dustkube::server::ServerArgs),
+    /// Set up a control plane on this host: preflight, PKI, etcd + server, bootstrap token.
+    Init(cmd::init::InitArgs),
+    /// Manage bootstrap tokens (create, list, delete).
+    Token(cmd::token::TokenArgs),
+    /// Check certificate expiry and renew certificates.
+    Certs(cmd::certs::CertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,11 +44,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => dustkube::server::run(args).await,
+            Command::Server(args) => dustkube::server::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Init(args) => cmd::init::run(args).await,
+            Command::Token(args) => cmd::token::run(args).await,
+            Command::Certs(args) => cmd::certs::run(&args),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("dustkube: {e:#}");

@@ -1,6 +1,6 @@
 //! `dustkube server`: loads the TLS material, connects to etcd, seeds the default namespaces,
-//! and serves the API over HTTPS (HTTP/1.1 and HTTP/2) with optional client certificates; stops
-//! gracefully on SIGTERM or Ctrl-C.
+//! and serves the API over HTTPS (HTTP/1.1 and HTTP/2) with optional client certificates; compacts
+//! etcd periodically; stops gracefully on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,12 @@ pub struct ServerArgs {
     /// verifies them.
     #[arg(long)]
     pub service_account_signing_key_file: Option<PathBuf>,
+    /// Seconds between etcd compactions (0: never compact).
+    #[arg(long, default_value_t = 300)]
+    pub etcd_compaction_interval: u64,
+    /// Revisions each compaction keeps (watches from older revisions get 410 Expired).
+    #[arg(long, default_value_t = 1000)]
+    pub etcd_compaction_retain: u64,
 }
 
 /// The service-account verification keys named by the flags (the signing key is checked to
@@ -83,6 +89,32 @@ fn service_account_keys(args: &ServerArgs) -> Result<Vec<VerifyKey>> {
         keys.push(SigningKey::from_file(f)?.verify_key());
     }
     Ok(keys)
+}
+
+/// Every `interval`, compacts the store to `retain` revisions behind the current one.
+pub async fn compact_periodically(store: Arc<dyn Store>, interval: Duration, retain: u64) {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(interval).await;
+        let current = match store.revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction: cannot read the revision");
+                continue;
+            }
+        };
+        let target = current.saturating_sub(retain);
+        if target <= last {
+            continue;
+        }
+        match store.compact(target).await {
+            Ok(()) => {
+                tracing::info!(revision = target, current, "compacted etcd");
+                last = target;
+            }
+            Err(e) => tracing::warn!(error = %e, revision = target, "compaction failed"),
+        }
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -175,6 +207,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     state.sa_keys = Arc::new(service_account_keys(&args)?);
     seed(&state).await?;
     policy::ensure(&state).await?;
+    if args.etcd_compaction_interval > 0 {
+        tokio::spawn(compact_periodically(
+            state.store.clone(),
+            Duration::from_secs(args.etcd_compaction_interval),
+            args.etcd_compaction_retain,
+        ));
+    }
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = TcpListener::bind(addr)
         .await

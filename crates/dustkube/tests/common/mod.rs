@@ -131,3 +131,76 @@ pub fn start_etcd(dir: &Path, pki: &Path, client_port: u16, peer_port: u16) -> P
     wait_for_port(client_port, "etcd", &log);
     etcd
 }
+
+/// Starts `dustkube server` against the etcd on `etcd_port` with the PKI in `pki`; `extra` flags
+/// are appended; output goes to `dir/<log>`. Waits until it listens.
+pub fn start_server(
+    dir: &Path,
+    pki: &Path,
+    etcd_port: u16,
+    api_port: u16,
+    extra: &[&str],
+    log: &str,
+) -> Proc {
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+    let log = dir.join(log);
+    let api = Proc::spawn(
+        "dustkube server",
+        Command::new(env!("CARGO_BIN_EXE_dustkube"))
+            .arg("server")
+            .args(["--etcd-servers", &format!("https://127.0.0.1:{etcd_port}")])
+            .args(["--etcd-cafile", &p("etcd/ca.crt")])
+            .args(["--etcd-certfile", &p("apiserver-etcd-client.crt")])
+            .args(["--etcd-keyfile", &p("apiserver-etcd-client.key")])
+            .args(["--tls-cert-file", &p("apiserver.crt")])
+            .args(["--tls-private-key-file", &p("apiserver.key")])
+            .args(["--client-ca-file", &p("ca.crt")])
+            .args(["--secure-port", &api_port.to_string()])
+            .args(["--bind-address", "127.0.0.1"])
+            .args(extra),
+        &log,
+    );
+    wait_for_port(api_port, "dustkube server", &log);
+    api
+}
+
+/// Writes the client certificate and key of a kubeconfig to `dir/<stem>.crt|.key` (for curl).
+pub fn client_cert_files(kubeconfig: &Path, dir: &Path, stem: &str) -> (String, String) {
+    let text = fs::read_to_string(kubeconfig).unwrap();
+    let kc = duststack::pki::kubeconfig::Kubeconfig::parse(&text, kubeconfig).unwrap();
+    let (crt, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    fs::write(&crt, kc.cert_pem).unwrap();
+    fs::write(&key, kc.key_pem).unwrap();
+    (
+        crt.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    )
+}
+
+/// Runs kubectl 1.33 with `kubeconfig`; returns (success, stdout, stderr).
+pub fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .expect("kubectl 1.33 is required (scripts/install-deps.sh)");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!("$ kubectl {}\n{o}{e}", args.join(" "));
+    (out.status.success(), o, e)
+}
+
+/// kubectl that must succeed; returns stdout.
+pub fn kubectl_ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, cache, args);
+    assert!(ok, "kubectl {args:?} failed: {err}");
+    out
+}
