@@ -190,7 +190,7 @@ fn private_key_of(all: &serde_json::Map<String, serde_json::Value>, lab: &Lab) -
         .iter()
         .find_map(|k| all.get(*k).and_then(|v| v.as_str()))
         .map(expand_tilde)
-        .or_else(|| provision::default_private_key(lab))
+        .or_else(|| crate::lab::seeding::default_private_key(lab))
 }
 
 fn run_restore(s: &SnapshotArgs) -> anyhow::Result<ExitCode> {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::lab::generated;
 use crate::lab::hyperv::{self, HyperVHost, HyperVOptions};
 use crate::lab::model::Lab;
-use crate::lab::provision::{self, SeedFormat};
+use crate::lab::seeding::{self as provision, SeedFormat};
 
 /// What to do on the Hyper-V host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 
 pub mod image;
 pub mod inventory;
+#[cfg(feature = "libvirt")]
 pub mod lab;
+#[cfg(feature = "libvirt")]
 pub mod lab_hyperv;
 pub mod pki;
 pub mod play;
@@ -33,6 +35,7 @@ pub enum Command {
     /// The cluster PKI in kubeadm's layout: init, check, renew.
     Pki(pki::PkiArgs),
     /// Lab VMs on libvirt from an inventory: up, status, down.
+    #[cfg(feature = "libvirt")]
     Lab(lab::LabArgs),
     /// The Debian base image lab VMs boot from: build.
     Image(image::ImageArgs),
@@ -46,6 +49,7 @@ pub fn run() -> ExitCode {
         Command::Inventory(args) => inventory::run(args),
         Command::Testbed(args) => testbed::run(args),
         Command::Pki(args) => pki::run(args),
+        #[cfg(feature = "libvirt")]
         Command::Lab(args) => lab::run(args),
         Command::Image(args) => image::run(args),
     };

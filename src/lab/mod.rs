@@ -26,11 +26,14 @@
 pub mod generated;
 pub mod hyperv;
 pub mod kvm;
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod libvirt_xml;
 pub mod model;
+#[cfg(feature = "libvirt")]
 pub mod provision;
 pub mod seed;
 pub mod seed_image;
 pub mod seed_iso;
+pub mod seeding;
 pub mod ssh_wait;
