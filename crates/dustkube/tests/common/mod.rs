@@ -5,11 +5,15 @@
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use duststack::pki::{ClusterSpec, KeyAlgorithm, Store};
+use duststack::pki::issue::{generate_key, issue, parse_key};
+use duststack::pki::kubeconfig::Kubeconfig;
+use duststack::pki::spec::Usage;
+use duststack::pki::{CertSpec, ClusterSpec, KeyAlgorithm, Store};
 
 /// A child process killed (by its pid) when dropped, so nothing outlives the test.
 pub struct Proc {
@@ -203,4 +207,106 @@ pub fn kubectl_ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
     let (ok, out, err) = kubectl(kubeconfig, cache, args);
     assert!(ok, "kubectl {args:?} failed: {err}");
     out
+}
+
+/// The kubectl binaries every API test runs (oldest and newest supported).
+pub const KUBECTLS: [&str; 2] = [
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+];
+
+/// A client kubeconfig for a user the cluster CA signs (CN = user, O = groups).
+pub fn user_kubeconfig(pki: &Path, server: &str, user: &str, groups: &[&str]) -> String {
+    let ca_pem = fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let ca_key = parse_key(&fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let spec = CertSpec {
+        name: user.into(),
+        issuer: Some("ca".into()),
+        common_name: user.into(),
+        organizations: groups.iter().map(|g| g.to_string()).collect(),
+        dns_names: Vec::new(),
+        ips: Vec::new(),
+        usage: Some(Usage::Client),
+    };
+    let cert = issue(
+        &spec,
+        &key,
+        Some((&ca_pem, &ca_key)),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    Kubeconfig {
+        server: server.into(),
+        ca_pem,
+        user: user.into(),
+        cert_pem: cert,
+        key_pem: key.serialize_pem(),
+    }
+    .render()
+}
+
+pub struct Kubectl {
+    /// The kubectl binary.
+    pub bin: &'static str,
+    /// Its discovery cache (fresh per test).
+    pub cache: PathBuf,
+    /// The kubeconfig it uses.
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// Runs kubectl and echoes the command and its output (shown when a test fails).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin));
+        eprintln!(
+            "$ {} {}\n{}{}",
+            self.bin.rsplit('/').next().unwrap_or(""),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {:?} failed: {}",
+            self.bin,
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{} {:?} should have failed",
+            self.bin,
+            args
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `kubectl auth can-i ...`: the printed answer (it exits 1 for "no").
+    pub fn can_i(&self, args: &[&str]) -> String {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&self.run(&all).stdout)
+            .trim()
+            .to_string()
+    }
 }
