@@ -289,7 +289,7 @@ fn run_down(t: &Target) -> anyhow::Result<ExitCode> {
     files.push(inv);
     files.push(kh);
     // Console logs exist on this machine only for a local hypervisor.
-    if r.uri.contains(":///") {
+    if r.lv.is_local() {
         for node in &r.lab.nodes {
             files.push(PathBuf::from(r.lab.console_log_path(node)));
         }

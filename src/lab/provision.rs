@@ -55,7 +55,7 @@ pub fn effective_virt_type(lv: &Libvirt, wanted: VirtType, kernel: Option<&Path>
     if wanted != VirtType::Kvm {
         return wanted;
     }
-    let local = !lv.uri().contains("://") || lv.uri().contains(":///");
+    let local = lv.is_local();
     let verdict = match kernel {
         Some(kernel) if local => kvm::probe(kernel, kvm::PROBE_TIMEOUT),
         // No kernel to boot (cloud image) or a remote hypervisor: libvirt's capabilities.
@@ -86,8 +86,7 @@ fn check_memory(lv: &Libvirt, lab: &Lab) -> anyhow::Result<()> {
     if needed == 0 {
         return Ok(());
     }
-    let local = lv.uri().contains(":///");
-    let available_mib = if local {
+    let available_mib = if lv.is_local() {
         std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| {
@@ -196,7 +195,7 @@ fn console_is_tty() -> bool {
 /// Runs `lab up` on libvirt (see the module doc).
 pub fn up(lv: &Libvirt, lab: &Lab, opts: &UpOptions) -> anyhow::Result<UpOutcome> {
     let mut lab = lab.clone();
-    let local = !lv.uri().contains("+ssh");
+    let local = lv.is_local();
     if local && !Path::new(&lab.base_image).exists() {
         anyhow::bail!(
             "{} does not exist: build the base image with `duststack image build` \

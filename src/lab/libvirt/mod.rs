@@ -375,6 +375,12 @@ impl Libvirt {
             .map_err(|e| anyhow!("{}: free memory: {}", self.uri, e.message()))
     }
 
+    /// Whether the hypervisor runs on this machine (`qemu:///system`, `test:///default`, no
+    /// host in the URI): then its files (images, console logs) are this machine's files.
+    pub fn is_local(&self) -> bool {
+        self.uri.contains(":///")
+    }
+
     /// The URI this connection was opened with.
     pub fn uri(&self) -> &str {
         &self.uri
