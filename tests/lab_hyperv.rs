@@ -20,7 +20,7 @@ use duststack::lab::hyperv::{
 };
 use duststack::lab::model::Lab;
 use serde_json::{json, Map, Value};
-use support::TestBed;
+use support::{TestBed, TestHost};
 
 const HOSTS: &str = "[k8s_master]\nk8s-master-1\n\n[k8s_node]\nk8s-node-1\nk8s-node-2\n";
 
@@ -80,6 +80,19 @@ fn stand_in(dir: &Path) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     (exe, state)
+}
+
+/// [`stand_in`] in `dir` on a test-bed host, first on root's PATH there (root's home on a bed
+/// host is private; bash reads its `~/.bashrc` for the commands sshd runs). Returns the state dir.
+fn stand_in_on_path(h: &TestHost, dir: &Path) -> PathBuf {
+    let (_exe, state) = stand_in(dir);
+    let home = h.workdir.parent().unwrap().join("home");
+    fs::write(
+        home.join(".bashrc"),
+        format!("export PATH={}:$PATH\n", dir.join("bin").display()),
+    )
+    .unwrap();
+    state
 }
 
 fn config(state: &Path, cfg: Value) {
@@ -293,14 +306,7 @@ fn lab_hyperv_up_status_down_over_ssh_against_a_stand_in() {
     let bed = TestBed::start(1).unwrap();
     let h = &bed.hosts()[0];
     let dir = h.workdir.join("hyperv");
-    let (_exe, state) = stand_in(&dir);
-    // Root's home on this bed host is private: put the stand-in first on its PATH.
-    let home = h.workdir.parent().unwrap().join("home");
-    fs::write(
-        home.join(".bashrc"),
-        format!("export PATH={}:$PATH\n", dir.join("bin").display()),
-    )
-    .unwrap();
+    let state = stand_in_on_path(h, &dir);
     let (lab, vars) = lab_in(&dir, "hyperv_host: win-lab\n");
     write_seeds(&lab);
     let opts = HyperVOptions::from_vars(&lab, &vars).unwrap();
@@ -607,13 +613,7 @@ fn lab_hyperv_cli_up_status_down() {
     let bed = TestBed::start(1).unwrap();
     let h = &bed.hosts()[0];
     let dir = h.workdir.join("hyperv-cli");
-    let (_exe, state) = stand_in(&dir);
-    let home = h.workdir.parent().unwrap().join("home");
-    fs::write(
-        home.join(".bashrc"),
-        format!("export PATH={}:$PATH\n", dir.join("bin").display()),
-    )
-    .unwrap();
+    let state = stand_in_on_path(h, &dir);
     let key = dir.join("id_ed25519");
     let ok = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
