@@ -5,9 +5,8 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use common::{free_port, user_kubeconfig, wait_for_port, Kubectl, Proc, KUBECTLS};
+use common::{free_port, user_kubeconfig, Kubectl, KUBECTLS};
 
 /// Lines with runs of spaces collapsed to one (kubectl pads table columns).
 fn rows(text: &str) -> Vec<String> {
@@ -279,30 +278,10 @@ fn kubectl_1_27_and_1_33_drive_dustkube_on_etcd() {
     let server = format!("https://127.0.0.1:{api_port}");
 
     let pki = common::make_pki(dir, api_port);
-    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
     let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
 
+    let mut api = common::start_server(dir, &pki, etcd_port, api_port, &[], "server.log");
     let server_log = dir.join("server.log");
-    let mut api = Proc::spawn(
-        "dustkube server",
-        Command::new(env!("CARGO_BIN_EXE_dustkube"))
-            .arg("server")
-            .args(["--etcd-servers", &format!("https://127.0.0.1:{etcd_port}")])
-            .args(["--etcd-cafile", &p("etcd/ca.crt")])
-            .args(["--etcd-certfile", &p("apiserver-etcd-client.crt")])
-            .args(["--etcd-keyfile", &p("apiserver-etcd-client.key")])
-            .args(["--tls-cert-file", &p("apiserver.crt")])
-            .args(["--tls-private-key-file", &p("apiserver.key")])
-            .args(["--client-ca-file", &p("ca.crt")])
-            .args([
-                "--secure-port",
-                &api_port.to_string(),
-                "--bind-address",
-                "127.0.0.1",
-            ]),
-        &server_log,
-    );
-    wait_for_port(api_port, "dustkube server", &server_log);
 
     let jane_conf = dir.join("jane.conf");
     fs::write(

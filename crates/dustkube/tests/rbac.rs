@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{free_port, user_kubeconfig, wait_for_port, Kubectl, Proc, KUBECTLS};
+use common::{free_port, user_kubeconfig, Kubectl, KUBECTLS};
 
 use dustkube::auth::serviceaccount::{claims, SigningKey};
 
@@ -421,32 +421,24 @@ fn rbac_tokens_and_reviews_with_kubectl_1_27_and_1_33() {
     let server = format!("https://127.0.0.1:{api_port}");
 
     let pki = common::make_pki(dir, api_port);
-    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
     let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
 
-    let server_log = dir.join("server.log");
-    let mut api = Proc::spawn(
-        "dustkube server",
-        Command::new(env!("CARGO_BIN_EXE_dustkube"))
-            .arg("server")
-            .args(["--etcd-servers", &format!("https://127.0.0.1:{etcd_port}")])
-            .args(["--etcd-cafile", &p("etcd/ca.crt")])
-            .args(["--etcd-certfile", &p("apiserver-etcd-client.crt")])
-            .args(["--etcd-keyfile", &p("apiserver-etcd-client.key")])
-            .args(["--tls-cert-file", &p("apiserver.crt")])
-            .args(["--tls-private-key-file", &p("apiserver.key")])
-            .args(["--client-ca-file", &p("ca.crt")])
-            .args(["--service-account-key-file", &p("sa.pub")])
-            .args(["--service-account-signing-key-file", &p("sa.key")])
-            .args([
-                "--secure-port",
-                &api_port.to_string(),
-                "--bind-address",
-                "127.0.0.1",
-            ]),
-        &server_log,
+    let sa_pub = pki.join("sa.pub").display().to_string();
+    let sa_key = pki.join("sa.key").display().to_string();
+    let mut api = common::start_server(
+        dir,
+        &pki,
+        etcd_port,
+        api_port,
+        &[
+            "--service-account-key-file",
+            &sa_pub,
+            "--service-account-signing-key-file",
+            &sa_key,
+        ],
+        "server.log",
     );
-    wait_for_port(api_port, "dustkube server", &server_log);
+    let server_log = dir.join("server.log");
     let _log = LogOnPanic(server_log.clone());
 
     let jane_conf = dir.join("jane.conf");
