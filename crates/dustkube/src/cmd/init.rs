@@ -282,21 +282,6 @@ async fn cluster_objects(a: &InitArgs, client: &ApiClient, ca_pem: &str) -> Resu
     Ok(tok)
 }
 
-async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
 /// Runs `dustkube init`.
 pub async fn run(a: InitArgs) -> Result<ExitCode> {
     let p = plan(&a)?;
@@ -396,7 +381,7 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
         println!(
             "[supervisor] running in the foreground; SIGTERM or Ctrl-C stops etcd and the server"
         );
-        wait_for_signal().await;
+        crate::server::shutdown_signal().await;
         s.stop().await;
     }
     Ok(ExitCode::SUCCESS)
