@@ -7,12 +7,14 @@
 //! - [`resources`]: one module per kind (discovery facts, defaults, validation, table columns).
 //! - [`api`]: the HTTP API (discovery, OpenAPI, objects, list/watch, patch, Table, Status errors).
 //! - [`auth`]: X.509 client-certificate users and the authorization seam.
+//! - [`controllers`]: the control loops (leader-elected) that run inside the server.
 //! - [`server`]: TLS listener, health, graceful shutdown, etcd compaction (`dustkube server`).
 //! - [`cmd`]: the other verbs (`init`, `token`, `certs`) and what they share.
 
 pub mod api;
 pub mod auth;
 pub mod cmd;
+pub mod controllers;
 pub mod resources;
 pub mod server;
 pub mod storage;

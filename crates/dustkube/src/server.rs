@@ -76,6 +76,9 @@ pub struct ServerArgs {
     /// Revisions each compaction keeps (watches from older revisions get 410 Expired).
     #[arg(long, default_value_t = 1000)]
     pub etcd_compaction_retain: u64,
+    /// Run the controllers (leader-elected through a Lease when several servers run).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub controllers: bool,
 }
 
 /// The service-account verification keys named by the flags (the signing key is checked to
@@ -214,6 +217,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             Duration::from_secs(args.etcd_compaction_interval),
             args.etcd_compaction_retain,
         ));
+    }
+    if args.controllers {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let identity = format!("{}_{}", host.trim(), uuid::Uuid::new_v4());
+        tokio::spawn(crate::controllers::run(state.clone(), identity));
     }
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = TcpListener::bind(addr)

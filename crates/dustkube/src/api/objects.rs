@@ -886,34 +886,62 @@ async fn delete_stored(
         .map_err(|e| ApiError::from_store(e, rt, &name))
 }
 
-fn delete_precondition(body: &Bytes) -> Result<Option<u64>, ApiError> {
-    if body.is_empty() {
-        return Ok(None);
-    }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match v
+/// Deletes the object `t` names with DeleteOptions (`preconditions.resourceVersion`; `{}` for
+/// the defaults) and returns the API's answer.
+pub async fn delete_object(
+    state: &AppState,
+    t: &Target,
+    options: &Value,
+) -> Result<Value, ApiError> {
+    let expected = match options
         .pointer("/preconditions/resourceVersion")
         .and_then(Value::as_str)
     {
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request("invalid preconditions.resourceVersion")),
-        None => Ok(None),
-    }
-}
-
-async fn delete(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
-    let expected = delete_precondition(&req.body)?;
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request("invalid preconditions.resourceVersion"))?,
+        ),
+        None => None,
+    };
     let old = fetch(state, t).await?;
-    if dry_run(&req.params) {
-        return Ok(json_response(&present(t.rt, &old)));
+    if options
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|x| x == "All"))
+    {
+        return Ok(present(t.rt, &old));
     }
     delete_stored(state, t.rt, &old, expected).await?;
     tracing::info!(kind = t.rt.kind, name = object_name(t), "deleted");
     let uid = resources::str_at(&old.value, "/metadata/uid");
-    Ok(json_response(&status::success(t.rt, object_name(t), uid)))
+    Ok(status::success(t.rt, object_name(t), uid))
+}
+
+fn delete_options(body: &Bytes, params: &Params) -> Result<Value, ApiError> {
+    let mut v: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    if dry_run(params) {
+        v["dryRun"] = json!(["All"]);
+    }
+    // Query parameters override the body, like the real API.
+    for key in [
+        "propagationPolicy",
+        "gracePeriodSeconds",
+        "orphanDependents",
+    ] {
+        if let Some(p) = params.get(key) {
+            v[key] = serde_json::from_str(p).unwrap_or_else(|_| json!(p));
+        }
+    }
+    Ok(v)
+}
+
+async fn delete(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
+    let options = delete_options(&req.body, &req.params)?;
+    Ok(json_response(&delete_object(state, t, &options).await?))
 }
 
 async fn delete_collection(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
