@@ -149,12 +149,16 @@ async fn openapi_v2(headers: axum::http::HeaderMap) -> Response {
         let ct = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
         return ([(header::CONTENT_TYPE, ct)], openapi::v2_protobuf()).into_response();
     }
-    json_response(&openapi::v2())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::v2_json(),
+    )
+        .into_response()
 }
 
 async fn openapi_v3(Path(gv): Path<String>) -> Response {
     match openapi::v3(gv.trim_matches('/')) {
-        Some(v) => json_response(&v),
+        Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         None => ApiError::no_route(&format!("/openapi/v3/{gv}")).into_response(),
     }
 }
