@@ -127,10 +127,9 @@ impl ResourceType {
             (_, "certificatesigningrequests") => &["status", "approval"],
             ("", "pods") => &["status", "binding", "eviction"],
             ("", "namespaces") => &["status", "finalize"],
-            ("rbac.authorization.k8s.io", _) | (_, "serviceaccounts" | "endpoints" | "leases") => {
-                &[]
-            }
-            _ => &["status"],
+            ("", "nodes" | "services") => &["status"],
+            // ConfigMaps, Secrets, Events, ServiceAccounts, Endpoints, Leases, RBAC: no status.
+            _ => &[],
         }
     }
 
