@@ -587,7 +587,7 @@ mod tests {
         going.obj["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         assert!(plan(&[owner.clone(), going]).is_empty());
         assert_eq!(
-            plan(&[owner.clone()]),
+            plan(std::slice::from_ref(&owner)),
             vec![Action::RemoveFinalizer(
                 owner.object_ref(),
                 FINALIZER_FOREGROUND
@@ -651,7 +651,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            plan(&[owner.clone()]),
+            plan(std::slice::from_ref(&owner)),
             vec![Action::RemoveFinalizer(
                 owner.object_ref(),
                 FINALIZER_ORPHAN
