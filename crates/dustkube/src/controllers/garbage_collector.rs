@@ -8,7 +8,7 @@
 //! re-reading the objects involved, so a stale snapshot never deletes a live object's dependents.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -22,6 +22,12 @@ use crate::resources::{self, name_of, str_at, ResourceType};
 
 /// Full pass at least this often (events and leases, not watched, are covered by it).
 const RESYNC: Duration = Duration::from_secs(30);
+
+/// Kinds that change constantly and rarely have owners: not watched, and only scanned by
+/// passes at least [`RESYNC`] apart.
+fn noisy(rt: &ResourceType) -> bool {
+    matches!(rt.plural, "events" | "leases")
+}
 
 /// One stored object of a snapshot.
 #[derive(Debug, Clone)]
@@ -292,10 +298,14 @@ pub fn plan(items: &[Item]) -> Vec<Action> {
     actions
 }
 
-/// Every stored object, kind by kind.
-async fn snapshot(client: &Client) -> Result<Vec<Item>, ApiError> {
+/// Every stored object, kind by kind (without the noisy kinds unless `all`).
+async fn snapshot(client: &Client, all: bool) -> Result<Vec<Item>, ApiError> {
     let mut items = Vec::new();
-    for rt in resources::ALL.iter().copied().filter(|r| r.stored()) {
+    for rt in resources::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.stored() && (all || !noisy(r)))
+    {
         let (list, _) = client.list(rt, None, "").await?;
         items.extend(list.into_iter().map(|obj| Item { rt, obj }));
     }
@@ -402,9 +412,10 @@ async fn remove_finalizer(client: &Client, r: &ObjectRef, finalizer: &str) -> Re
     }
 }
 
-/// One pass: snapshot, plan, act (failures are logged; the next pass retries).
-async fn sync(client: &Client) -> anyhow::Result<()> {
-    let items = snapshot(client)
+/// One pass: snapshot, plan, act (failures are logged; the next pass retries). `all`: include
+/// the noisy kinds.
+async fn sync(client: &Client, all: bool) -> anyhow::Result<()> {
+    let items = snapshot(client, all)
         .await
         .map_err(|e| anyhow::anyhow!("listing objects: {}", e.message))?;
     let owners: HashSet<String> = items
@@ -426,19 +437,19 @@ async fn sync(client: &Client) -> anyhow::Result<()> {
 
 /// Runs the garbage collector until aborted.
 pub async fn run(client: Client) {
-    // Events and Leases change constantly and rarely have owners: the resync covers them.
     let kinds: Vec<&'static ResourceType> = resources::ALL
         .iter()
         .copied()
-        .filter(|r| r.stored() && !matches!(r.plural, "events" | "leases"))
+        .filter(|r| r.stored() && !noisy(r))
         .collect();
-    run_loop(
-        client,
-        "garbage-collector",
-        &kinds,
-        RESYNC,
-        |c| async move { sync(&c).await },
-    )
+    let mut last_full: Option<Instant> = None;
+    run_loop(client, "garbage-collector", &kinds, RESYNC, move |c| {
+        let all = last_full.is_none_or(|t| t.elapsed() >= RESYNC);
+        if all {
+            last_full = Some(Instant::now());
+        }
+        async move { sync(&c, all).await }
+    })
     .await
 }
 
@@ -690,7 +701,7 @@ mod tests {
 
         async fn passes(c: &Client, n: usize) {
             for _ in 0..n {
-                sync(c).await.unwrap();
+                sync(c, true).await.unwrap();
             }
         }
 
