@@ -520,6 +520,11 @@ async fn write(
     obj: Value,
     dry: bool,
 ) -> Result<Option<Value>, ApiError> {
+    let current = present(rt, old);
+    if obj == current {
+        // Nothing changes (a repeated delete): no write, no watch event, like etcd3's store.
+        return Ok(Some(current));
+    }
     if dry {
         let mut v = obj;
         v["metadata"]["resourceVersion"] = json!(old.revision.to_string());
@@ -934,6 +939,9 @@ mod tests {
         assert_eq!(out.response["kind"], "ConfigMap");
         assert!(is_deleting(&out.response));
         assert_eq!(out.response["metadata"]["deletionGracePeriodSeconds"], 0);
+        // Deleting again changes nothing (no write: same resourceVersion).
+        let again = delete(&s, &t, &DeleteOptions::default()).await.unwrap();
+        assert_eq!(again, out);
         // Adding a finalizer now is refused; removing the last one removes the object.
         let old = fetch(&s, &t).await.unwrap();
         let mut more = present(&configmaps::TYPE, &old);

@@ -168,18 +168,27 @@ fn orphaning(obj: &Value) -> bool {
 
 /// What a dependent needs, given how its owners stand (`owner` answers for each reference,
 /// with whether that owner is orphaning its dependents) and whether it has dependents itself.
-/// `None` for objects being deleted, without owners, or with nothing to change.
+/// An object being deleted only loses its references to orphaning owners. `None` when
+/// nothing changes.
 fn decide(
     obj: &Value,
     mut owner: impl FnMut(&OwnerRef) -> (OwnerState, bool),
     has_dependents: bool,
 ) -> Option<Change> {
-    if is_deleting(obj) {
-        return None;
-    }
     let refs = owner_refs(obj);
     if refs.is_empty() {
         return None;
+    }
+    if is_deleting(obj) {
+        let remove: Vec<String> = refs
+            .iter()
+            .filter(|r| owner(r) == (OwnerState::Solid, true))
+            .map(|r| r.uid.clone())
+            .collect();
+        return (!remove.is_empty()).then_some(Change::EditRefs {
+            remove,
+            unblock: Vec::new(),
+        });
     }
     let (mut solid, mut remove, mut unblock, mut waiting) = (0, Vec::new(), Vec::new(), 0);
     for r in &refs {
@@ -666,6 +675,25 @@ mod tests {
             vec![Action::RemoveFinalizer(
                 owner.object_ref(),
                 FINALIZER_ORPHAN
+            )]
+        );
+        // A dependent that is being deleted itself is orphaned too (it may wait long).
+        let mut held = item(
+            &configmaps::TYPE,
+            "c",
+            "u-c",
+            owned_by("Deployment", "apps/v1", "web", "u-web", false),
+        );
+        held.obj["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        held.obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        assert_eq!(
+            dependent_changes(&plan(&[owner, held])),
+            vec![(
+                "c".to_string(),
+                Change::EditRefs {
+                    remove: vec!["u-web".to_string()],
+                    unblock: vec![]
+                }
             )]
         );
     }
