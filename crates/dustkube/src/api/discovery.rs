@@ -53,22 +53,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .flat_map(|r| {
             let mut entries = vec![r.discovery()];
             for sub in r.subresources() {
-                let mut e = json!({
-                    "name": format!("{}/{sub}", r.plural),
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": ["get", "patch", "update"],
-                });
-                if *sub == "scale" {
-                    e["group"] = json!("autoscaling");
-                    e["version"] = json!("v1");
-                    e["kind"] = json!("Scale");
-                }
-                if *sub == "approval" {
-                    e["verbs"] = json!(["get", "patch", "update"]);
-                }
-                entries.push(e);
+                entries.push(r.subresource_discovery(sub));
             }
             entries
         })

@@ -7,7 +7,10 @@
 //! [`Authorizer`](crate::auth::Authorizer), and talks to the [`Store`](crate::storage::Store).
 
 pub mod authn;
+pub mod binding;
+pub mod deletion;
 pub mod discovery;
+pub mod eviction;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

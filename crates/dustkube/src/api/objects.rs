@@ -1,6 +1,8 @@
 //! Object endpoints: `/api/v1/...` and `/apis/<g>/<v>/...` — path parsing, authorization, and
 //! GET/LIST (selectors, limit/continue, Table), WATCH (see [`super::watch`]), POST, PUT, PATCH,
-//! DELETE and deletecollection on the [`Store`](crate::storage::Store).
+//! DELETE (see [`super::deletion`]) and deletecollection on the [`Store`](crate::storage::Store),
+//! and the subresources (`status`, `scale`, `approval`, `finalize`, pods' `binding` and
+//! `eviction`).
 
 use std::collections::HashMap;
 
@@ -13,10 +15,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use super::deletion::{self, DeleteOptions};
 use super::patch::{self, PatchType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::table::{self, now_rfc3339, Include};
+use super::{binding, eviction};
 use super::{caller_of, json_response, json_status, scale, watch, AppState, Caller};
 use crate::auth::{Attributes, Decision, User};
 use crate::resources::{self, name_of, FieldError, ResourceType};
@@ -137,6 +141,9 @@ async fn dispatch(
         Some("true" | "1")
     );
     let verb = match (&req.method, t.name.is_some()) {
+        (&Method::POST, true) if matches!(t.sub.as_deref(), Some("binding" | "eviction")) => {
+            "create"
+        }
         (&Method::GET, true) => "get",
         (&Method::GET, false) if is_watch => "watch",
         (&Method::GET, false) => "list",
@@ -173,7 +180,16 @@ async fn dispatch(
     }
     match t.sub.as_deref() {
         None => {}
-        Some(sub) if t.rt.subresources().contains(&sub) => {}
+        Some(sub) if t.rt.subresources().contains(&sub) => {
+            let allowed = resources::subresource_verbs(sub);
+            if !allowed.contains(&verb) {
+                return ApiError::method_not_allowed(format!(
+                    "{} is not supported on {path}",
+                    req.method
+                ))
+                .into_response();
+            }
+        }
         Some(_) => return ApiError::no_route(&path).into_response(),
     }
     let ct = req
@@ -206,6 +222,12 @@ async fn dispatch(
     let result = match verb {
         "get" | "update" | "patch" if t.sub.as_deref() == Some("scale") => {
             scale::handle(&state, &t, verb, &req.headers, &req.body).await
+        }
+        "create" if t.sub.as_deref() == Some("binding") => {
+            binding::handle(&state, &t, &req.params, &req.body).await
+        }
+        "create" if t.sub.as_deref() == Some("eviction") => {
+            eviction::handle(&state, &t, &req.params, &req.body).await
         }
         "get" => get_with_table(&state, &t, &req).await,
         "list" => list(&state, &t, &req).await,
@@ -491,10 +513,42 @@ fn dry_run(params: &Params) -> bool {
     params.get("dryRun").is_some_and(|d| d == "All")
 }
 
-async fn ensure_namespace(state: &AppState, ns: &str) -> Result<(), ApiError> {
+/// The namespace of a new object must exist and not be terminating (the NamespaceLifecycle
+/// admission plugin's rule).
+async fn ensure_namespace(
+    state: &AppState,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let key = resources::namespaces::TYPE.key(None, ns);
     match state.store.get(&key).await {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(stored)) => {
+            let terminating = deletion::is_deleting(&stored.value)
+                || resources::str_at(&stored.value, "/status/phase") == "Terminating";
+            if !terminating {
+                return Ok(());
+            }
+            let subject = if name.is_empty() {
+                status::qualified(rt)
+            } else {
+                format!("{} \"{name}\"", status::qualified(rt))
+            };
+            let mut e = ApiError::forbidden_message(format!(
+                "{subject} is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            e.details = Some(json!({
+                "name": name,
+                "group": rt.group,
+                "kind": rt.plural,
+                "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }],
+            }));
+            Err(e)
+        }
         Ok(None) => Err(ApiError::not_found(&resources::namespaces::TYPE, ns)),
         Err(e) => Err(ApiError::internal(e)),
     }
@@ -587,6 +641,7 @@ async fn prepare_create(state: &AppState, t: &Target, mut obj: Value) -> Result<
     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
     meta.remove("selfLink");
     if rt.group == "apps" {
         meta.insert("generation".into(), json!(1));
@@ -596,6 +651,19 @@ async fn prepare_create(state: &AppState, t: &Target, mut obj: Value) -> Result<
         m.insert("kind".into(), json!(rt.kind));
     }
     (rt.defaults)(&mut obj);
+    if rt.group.is_empty() && rt.plural == "namespaces" {
+        // A new namespace is Active and always carries the namespace controller's finalizer.
+        resources::default_at(&mut obj, &["spec", "finalizers"], json!([]));
+        if let Some(list) = obj
+            .pointer_mut("/spec/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            if !list.iter().any(|f| f == deletion::FINALIZER_NAMESPACE) {
+                list.push(json!(deletion::FINALIZER_NAMESPACE));
+            }
+        }
+        obj["status"] = json!({"phase": "Active"});
+    }
     if rt.plural == "services"
         && resources::str_at(&obj, "/spec/type") != "ExternalName"
         && resources::str_at(&obj, "/spec/clusterIP").is_empty()
@@ -611,7 +679,8 @@ async fn prepare_create(state: &AppState, t: &Target, mut obj: Value) -> Result<
     Ok(obj)
 }
 
-fn for_storage(obj: &Value) -> Value {
+/// The object as stored: without `metadata.resourceVersion` (the store's revision is it).
+pub(crate) fn for_storage(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -634,7 +703,8 @@ pub async fn create_object(
         sub: None,
     };
     if rt.namespaced {
-        ensure_namespace(state, namespace.unwrap_or("default")).await?;
+        let name = resources::str_at(&obj, "/metadata/name").to_string();
+        ensure_namespace(state, rt, namespace.unwrap_or("default"), &name).await?;
     }
     let obj = prepare_create(state, &t, obj).await?;
     let name = name_of(&obj).to_string();
@@ -678,6 +748,7 @@ fn carry_over(rt: &ResourceType, old: &Value, new: &mut Value) {
         "creationTimestamp",
         "namespace",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
         "generation",
     ] {
         match old.pointer(&format!("/metadata/{f}")) {
@@ -746,10 +817,35 @@ pub async fn write_update(
         new = old_obj.clone();
         resources::default_at(&mut new, &["status"], json!({}));
         new["status"]["conditions"] = conditions;
-    } else if rt.plural != "namespaces" {
-        // The main resource does not change status (except namespaces' defaulted phase).
-        if let Some(s) = old_obj.get("status") {
-            new["status"] = s.clone();
+    } else if t.sub.as_deref() == Some("finalize") {
+        // Only a namespace's spec.finalizers change through /finalize.
+        let list = new
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        new = old_obj.clone();
+        resources::default_at(&mut new, &["spec"], json!({}));
+        new["spec"]["finalizers"] = list;
+    } else {
+        // The main resource does not change status; a namespace's spec.finalizers only change
+        // through /finalize.
+        match old_obj.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            let list = old_obj
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            resources::default_at(&mut new, &["spec"], json!({}));
+            if new.get("spec").is_some_and(Value::is_object) {
+                new["spec"]["finalizers"] = list;
+            }
         }
     }
     carry_over(rt, &old_obj, &mut new);
@@ -761,13 +857,27 @@ pub async fn write_update(
             }
         }
     }
-    let errs = validate(rt, &new);
+    let mut errs = validate(rt, &new);
+    errs.extend(deletion::new_finalizers_error(&old_obj, &new));
     if !errs.is_empty() {
         return Err(ApiError::invalid(rt, &name, &errs));
     }
     let mut compare = new.clone();
     if let Some(m) = compare.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(old.revision.to_string()));
+    }
+    if deletion::should_delete_during_update(rt, &old_obj, &new) {
+        // The last finalizer is gone from an object being deleted: it goes now, and the
+        // caller gets the object it sent, like the real API.
+        if !dry {
+            state
+                .store
+                .delete(&old.key, expected)
+                .await
+                .map_err(|e| ApiError::from_store(e, rt, &name))?;
+            tracing::info!(kind = rt.kind, %name, "deleted after its last finalizer");
+        }
+        return Ok(compare);
     }
     if compare == old_obj || dry {
         return Ok(compare);
@@ -856,106 +966,43 @@ async fn patch_object(state: &AppState, t: &Target, req: &Req) -> Result<Respons
     Err(ApiError::conflict(t.rt, object_name(t)))
 }
 
-async fn delete_stored(
-    state: &AppState,
-    rt: &'static ResourceType,
-    stored: &Stored,
-    expected: Option<u64>,
-) -> Result<Stored, ApiError> {
-    let name = name_of(&stored.value).to_string();
-    if rt.plural == "namespaces" {
-        // No namespace controller yet: delete the namespace's objects right away.
-        for r in resources::ALL.iter().filter(|r| r.namespaced) {
-            let page = state
-                .store
-                .list(&r.prefix(Some(&name)), &ListOptions::default())
-                .await
-                .map_err(ApiError::internal)?;
-            for item in page.items {
-                match state.store.delete(&item.key, None).await {
-                    Ok(_) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(ApiError::internal(e)),
-                }
-            }
-        }
-    }
-    state
-        .store
-        .delete(&stored.key, expected)
-        .await
-        .map_err(|e| ApiError::from_store(e, rt, &name))
-}
-
-/// Deletes the object `t` names with DeleteOptions (`preconditions.resourceVersion`; `{}` for
-/// the defaults) and returns the API's answer.
+/// Deletes the object `t` names with DeleteOptions in their JSON form (`{}` for the defaults)
+/// and returns the API's answer: the object while it waits for finalizers or a grace period
+/// (and, for pods, services, service accounts and namespaces, the deleted object), else a
+/// success Status. See [`deletion::delete`] for the outcome with `removed`.
 pub async fn delete_object(
     state: &AppState,
     t: &Target,
     options: &Value,
 ) -> Result<Value, ApiError> {
-    let expected = match options
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-    {
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| ApiError::bad_request("invalid preconditions.resourceVersion"))?,
-        ),
-        None => None,
-    };
-    let old = fetch(state, t).await?;
-    if options
-        .get("dryRun")
-        .and_then(Value::as_array)
-        .is_some_and(|d| d.iter().any(|x| x == "All"))
-    {
-        return Ok(present(t.rt, &old));
-    }
-    delete_stored(state, t.rt, &old, expected).await?;
-    tracing::info!(kind = t.rt.kind, name = object_name(t), "deleted");
-    let uid = resources::str_at(&old.value, "/metadata/uid");
-    Ok(status::success(t.rt, object_name(t), uid))
-}
-
-fn delete_options(body: &Bytes, params: &Params) -> Result<Value, ApiError> {
-    let mut v: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?
-    };
-    if dry_run(params) {
-        v["dryRun"] = json!(["All"]);
-    }
-    // Query parameters override the body, like the real API.
-    for key in [
-        "propagationPolicy",
-        "gracePeriodSeconds",
-        "orphanDependents",
-    ] {
-        if let Some(p) = params.get(key) {
-            v[key] = serde_json::from_str(p).unwrap_or_else(|_| json!(p));
-        }
-    }
-    Ok(v)
+    let opts = DeleteOptions::from_json(options)?;
+    Ok(deletion::delete(state, t, &opts).await?.response)
 }
 
 async fn delete(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
-    let options = delete_options(&req.body, &req.params)?;
-    Ok(json_response(&delete_object(state, t, &options).await?))
+    let opts = DeleteOptions::from_request(&req.body, &req.params)?;
+    let outcome = deletion::delete(state, t, &opts).await?;
+    let code = StatusCode::from_u16(outcome.http_code(&opts)).unwrap_or(StatusCode::OK);
+    Ok(json_status(code, &outcome.response))
 }
 
+/// DELETE on a collection: every listed object (selectors apply) is deleted like a single
+/// DELETE with the same options; the answer lists them as they were.
 async fn delete_collection(state: &AppState, t: &Target, req: &Req) -> Result<Response, ApiError> {
+    let opts = DeleteOptions::from_request(&req.body, &req.params)?;
     let (items, revision, _) = collect(state, t.rt, t.namespace.as_deref(), &req.params).await?;
     let mut deleted = Vec::new();
     for obj in items {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-        let key = t.rt.key(ns, name_of(&obj));
-        let stored = Stored {
-            key,
-            value: obj.clone(),
-            revision: 0,
+        let one = Target {
+            rt: t.rt,
+            namespace: obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(String::from),
+            name: Some(name_of(&obj).to_string()),
+            sub: None,
         };
-        match delete_stored(state, t.rt, &stored, None).await {
+        match deletion::delete(state, &one, &opts).await {
             Ok(_) => deleted.push(obj),
             Err(e) if e.reason == "NotFound" => {}
             Err(e) => return Err(e),

@@ -1,7 +1,9 @@
 //! WATCH: a chunked stream of `{"type":"ADDED|MODIFIED|DELETED|ERROR","object":...}` lines, one
 //! flushed chunk per event. `resourceVersion` unset or "0" starts with the current objects as
 //! ADDED; otherwise events after that revision; a compacted revision yields an ERROR event with
-//! a 410 Expired Status. Table watches (`kubectl get -w`) send one-row Tables.
+//! a 410 Expired Status. Table watches (`kubectl get -w`) send one-row Tables. With a label or
+//! field selector, an object that stops matching is sent as DELETED and one that starts
+//! matching as ADDED, as the real API does.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,10 +20,22 @@ use super::status::ApiError;
 use super::table::{self, Include};
 use super::AppState;
 use crate::resources::ResourceType;
-use crate::storage::{EventKind, StoreError};
+use crate::storage::{EventKind, StoreError, Stored};
 
 /// Longest watch when the client names no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The event a selector watch sends for a change, from whether the object matched before and
+/// after it (like the real API's watch cache): entering the selection is ADDED, leaving it is
+/// DELETED (with the last matching state), staying in it MODIFIED; `None` when it never matched.
+fn transition(before: bool, now: bool) -> Option<&'static str> {
+    match (before, now) {
+        (false, true) => Some("ADDED"),
+        (true, true) => Some("MODIFIED"),
+        (true, false) => Some("DELETED"),
+        (false, false) => None,
+    }
+}
 
 fn line(kind: &str, object: Value) -> Bytes {
     let mut s = json!({"type": kind, "object": object}).to_string();
@@ -116,15 +130,23 @@ pub async fn serve(
             let out = match ev {
                 Ok(ev) => {
                     let obj = present(rt, &ev.object);
-                    if !(labels.matches(&obj) && fields.matches(&obj)) {
-                        Some(Bytes::new())
-                    } else {
-                        let kind = match ev.kind {
-                            EventKind::Added => "ADDED",
-                            EventKind::Modified => "MODIFIED",
-                            EventKind::Deleted => "DELETED",
-                        };
-                        Some(line(kind, render(obj, first)))
+                    let prev = ev.prev.map(|value| {
+                        present(
+                            rt,
+                            &Stored {
+                                key: ev.object.key.clone(),
+                                value,
+                                revision: ev.object.revision,
+                            },
+                        )
+                    });
+                    let matches = |o: &Value| labels.matches(o) && fields.matches(o);
+                    let now = ev.kind != EventKind::Deleted && matches(&obj);
+                    let before = prev.as_ref().is_some_and(matches);
+                    match (transition(before, now), prev) {
+                        (Some("DELETED"), Some(old)) => Some(line("DELETED", render(old, first))),
+                        (Some(kind), _) => Some(line(kind, render(obj, first))),
+                        (None, _) => Some(Bytes::new()),
                     }
                 }
                 Err(e) => {
@@ -158,4 +180,17 @@ fn response(body: Body) -> Response {
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_transitions_follow_the_real_watch_cache() {
+        assert_eq!(transition(false, true), Some("ADDED"));
+        assert_eq!(transition(true, true), Some("MODIFIED"));
+        assert_eq!(transition(true, false), Some("DELETED"));
+        assert_eq!(transition(false, false), None);
+    }
 }

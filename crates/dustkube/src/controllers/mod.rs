@@ -4,7 +4,9 @@
 //! them.
 
 pub mod client;
+pub mod garbage_collector;
 pub mod leader;
+pub mod namespace;
 pub mod reconcile;
 
 use client::Client;
@@ -17,8 +19,10 @@ pub const COMPONENT: &str = "dustkube-controller-manager";
 
 /// Starts every controller; each task runs until aborted.
 fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = client;
-    Vec::new()
+    vec![
+        tokio::spawn(garbage_collector::run(client.clone())),
+        tokio::spawn(namespace::run(client.clone())),
+    ]
 }
 
 /// Campaigns for leadership as `identity` and runs the controllers while leading; never returns.

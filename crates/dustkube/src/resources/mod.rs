@@ -116,7 +116,8 @@ impl ResourceType {
         )
     }
 
-    /// Subresources served besides the object itself (`status`, `scale`, `approval`).
+    /// Subresources served besides the object itself (`status`, `scale`, `approval`,
+    /// namespaces' `finalize`, pods' `binding` and `eviction`).
     pub fn subresources(&self) -> &'static [&'static str] {
         match (self.group, self.plural) {
             (_, "componentstatuses" | "selfsubjectaccessreviews" | "selfsubjectrulesreviews") => {
@@ -124,10 +125,11 @@ impl ResourceType {
             }
             ("apps", _) => &["status", "scale"],
             (_, "certificatesigningrequests") => &["status", "approval"],
-            ("rbac.authorization.k8s.io", _) | (_, "serviceaccounts" | "endpoints" | "leases") => {
-                &[]
-            }
-            _ => &["status"],
+            ("", "pods") => &["status", "binding", "eviction"],
+            ("", "namespaces") => &["status", "finalize"],
+            ("", "nodes" | "services") => &["status"],
+            // ConfigMaps, Secrets, Events, ServiceAccounts, Endpoints, Leases, RBAC: no status.
+            _ => &[],
         }
     }
 
@@ -148,6 +150,33 @@ impl ResourceType {
             "update",
             "watch",
         ]
+    }
+
+    /// The APIResource entry of subresource `sub` for discovery (`pods/eviction` is a
+    /// policy/v1 Eviction, `deployments/scale` an autoscaling/v1 Scale, ...).
+    pub fn subresource_discovery(&self, sub: &str) -> Value {
+        let mut e = json!({
+            "name": format!("{}/{sub}", self.plural),
+            "singularName": "",
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": subresource_verbs(sub),
+        });
+        match sub {
+            "scale" => {
+                e["group"] = json!("autoscaling");
+                e["version"] = json!("v1");
+                e["kind"] = json!("Scale");
+            }
+            "binding" => e["kind"] = json!("Binding"),
+            "eviction" => {
+                e["group"] = json!("policy");
+                e["version"] = json!("v1");
+                e["kind"] = json!("Eviction");
+            }
+            _ => {}
+        }
+        e
     }
 
     /// The APIResource entry for discovery.
@@ -186,6 +215,16 @@ impl ResourceType {
 impl std::fmt::Debug for ResourceType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
+/// The verbs a subresource answers (`binding` and `eviction` are create-only, `finalize`
+/// update-only, the others get/update/patch).
+pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "binding" | "eviction" => &["create"],
+        "finalize" => &["update"],
+        _ => &["get", "patch", "update"],
     }
 }
 

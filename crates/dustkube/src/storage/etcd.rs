@@ -274,12 +274,16 @@ impl Store for EtcdStore {
                                 EventKind::Modified
                             },
                             object,
+                            prev: ev
+                                .prev_kv()
+                                .and_then(|p| serde_json::from_slice(p.value()).ok()),
                         }),
                         EventType::Delete => match ev.prev_kv() {
                             Some(prev) => to_stored(prev).map(|mut object| {
                                 object.revision = kv.mod_revision() as u64;
                                 Event {
                                     kind: EventKind::Deleted,
+                                    prev: Some(object.value.clone()),
                                     object,
                                 }
                             }),

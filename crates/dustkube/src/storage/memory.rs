@@ -49,7 +49,14 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, inner: &mut Inner, kind: EventKind, key: &str, value: Value) -> u64 {
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: EventKind,
+        key: &str,
+        value: Value,
+        prev: Option<Value>,
+    ) -> u64 {
         inner.revision += 1;
         let revision = inner.revision;
         let event = Event {
@@ -59,6 +66,7 @@ impl MemoryStore {
                 value,
                 revision,
             },
+            prev,
         };
         inner.history.push(event.clone());
         // No receiver is fine: nobody watches.
@@ -131,7 +139,7 @@ impl Store for MemoryStore {
         if inner.data.contains_key(key) {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
-        let rev = self.record(&mut inner, EventKind::Added, key, value.clone());
+        let rev = self.record(&mut inner, EventKind::Added, key, value.clone(), None);
         inner.data.insert(key.to_string(), (value.clone(), rev));
         Ok(rev)
     }
@@ -143,12 +151,18 @@ impl Store for MemoryStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let found = match inner.data.get(key) {
-            Some((_, r)) => *r,
+        let (prev, found) = match inner.data.get(key) {
+            Some((v, r)) => (v.clone(), *r),
             None => return Err(StoreError::NotFound(key.to_string())),
         };
         check_expected(key, expected, found)?;
-        let rev = self.record(&mut inner, EventKind::Modified, key, value.clone());
+        let rev = self.record(
+            &mut inner,
+            EventKind::Modified,
+            key,
+            value.clone(),
+            Some(prev),
+        );
         inner.data.insert(key.to_string(), (value.clone(), rev));
         Ok(rev)
     }
@@ -161,7 +175,13 @@ impl Store for MemoryStore {
         };
         check_expected(key, expected, found)?;
         inner.data.remove(key);
-        let revision = self.record(&mut inner, EventKind::Deleted, key, value.clone());
+        let revision = self.record(
+            &mut inner,
+            EventKind::Deleted,
+            key,
+            value.clone(),
+            Some(value.clone()),
+        );
         Ok(Stored {
             key: key.to_string(),
             value,

@@ -84,6 +84,9 @@ pub struct Event {
     pub kind: EventKind,
     /// The new value (the last value for deletions), with the revision of this change.
     pub object: Stored,
+    /// The value before this change (`None` for creations, or when history no longer has it);
+    /// watches with selectors need it to tell "stopped matching" from "never matched".
+    pub prev: Option<Value>,
 }
 
 /// A stream of watch events, ending with an error when the watch breaks.
