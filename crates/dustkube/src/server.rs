@@ -221,7 +221,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     if args.controllers {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let identity = format!("{}_{}", host.trim(), uuid::Uuid::new_v4());
-        tokio::spawn(crate::controllers::run(state.clone(), identity));
+        tokio::spawn(crate::controllers::run(
+            state.clone(),
+            identity,
+            crate::controllers::Config {},
+        ));
     }
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = TcpListener::bind(addr)

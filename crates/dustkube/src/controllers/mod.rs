@@ -3,9 +3,16 @@
 //! in-process [`client::Client`]. Only the server holding the election Lease ([`leader`]) runs
 //! them.
 
+pub mod api_result;
 pub mod client;
+pub mod conditions;
+pub mod deployment;
 pub mod leader;
+pub mod ownership;
+pub mod podutil;
 pub mod reconcile;
+pub mod replicaset;
+pub mod selector;
 
 use client::Client;
 use reconcile::AbortOnDrop;
@@ -15,20 +22,27 @@ use crate::api::AppState;
 /// The component name controllers record Events under.
 pub const COMPONENT: &str = "dustkube-controller-manager";
 
+/// Settings of the controllers (server flags).
+#[derive(Debug, Clone)]
+pub struct Config {}
+
 /// Starts every controller; each task runs until aborted.
-fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = client;
-    Vec::new()
+fn spawn_all(client: &Client, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    let _ = config;
+    vec![
+        tokio::spawn(replicaset::run(client.clone())),
+        tokio::spawn(deployment::run(client.clone())),
+    ]
 }
 
 /// Campaigns for leadership as `identity` and runs the controllers while leading; never returns.
-pub async fn run(state: AppState, identity: String) {
+pub async fn run(state: AppState, identity: String, config: Config) {
     let client = Client::new(state, COMPONENT);
     let elector = leader::Elector::new(client.clone(), identity.clone());
     loop {
         elector.acquire().await;
         tracing::info!(%identity, "leading: controllers started");
-        let tasks = AbortOnDrop(spawn_all(&client));
+        let tasks = AbortOnDrop(spawn_all(&client, &config));
         elector.hold().await;
         drop(tasks);
         tracing::warn!(%identity, "lost the leader lease: controllers stopped");
