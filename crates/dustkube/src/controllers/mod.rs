@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod podutil;
 pub mod reconcile;
 pub mod replicaset;
+pub mod scheduler;
 pub mod selector;
 
 use client::Client;
@@ -32,6 +33,7 @@ fn spawn_all(client: &Client, config: &Config) -> Vec<tokio::task::JoinHandle<()
     vec![
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(scheduler::run(client.clone())),
     ]
 }
 
