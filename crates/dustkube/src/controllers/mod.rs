@@ -4,16 +4,21 @@
 //! them.
 
 pub mod api_result;
+pub mod apiserver;
 pub mod client;
 pub mod conditions;
 pub mod deployment;
+pub mod endpoints;
+pub mod ipam;
 pub mod leader;
+pub mod node_lifecycle;
 pub mod ownership;
 pub mod podutil;
 pub mod reconcile;
 pub mod replicaset;
 pub mod scheduler;
 pub mod selector;
+pub mod serviceaccount;
 
 use client::Client;
 use reconcile::AbortOnDrop;
@@ -25,16 +30,53 @@ pub const COMPONENT: &str = "dustkube-controller-manager";
 
 /// Settings of the controllers (server flags).
 #[derive(Debug, Clone)]
-pub struct Config {}
+pub struct Config {
+    /// How long a node may go without a heartbeat before it is Unknown
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace: std::time::Duration,
+    /// Pod network nodes get their podCIDR from (`--cluster-cidr`); `None`: no allocation.
+    pub cluster_cidr: Option<ipam::Cidr>,
+    /// Prefix length of each node's podCIDR (`--node-cidr-mask-size`).
+    pub node_cidr_mask: u8,
+    /// The cluster CA (PEM) published as the kube-root-ca.crt ConfigMap.
+    pub root_ca_pem: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_monitor_grace: std::time::Duration::from_secs(40),
+            cluster_cidr: None,
+            node_cidr_mask: 24,
+            root_ca_pem: None,
+        }
+    }
+}
 
 /// Starts every controller; each task runs until aborted.
 fn spawn_all(client: &Client, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = config;
-    vec![
+    let lifecycle = node_lifecycle::Settings {
+        grace: config.node_monitor_grace,
+    };
+    let mut tasks = vec![
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
         tokio::spawn(scheduler::run(client.clone())),
-    ]
+        tokio::spawn(node_lifecycle::run(client.clone(), lifecycle)),
+        tokio::spawn(endpoints::run(client.clone())),
+        tokio::spawn(serviceaccount::run(
+            client.clone(),
+            config.root_ca_pem.clone(),
+        )),
+    ];
+    if let Some(cidr) = config.cluster_cidr {
+        let settings = ipam::Settings {
+            cluster_cidr: cidr,
+            node_mask: config.node_cidr_mask,
+        };
+        tasks.push(tokio::spawn(ipam::run(client.clone(), settings)));
+    }
+    tasks
 }
 
 /// Campaigns for leadership as `identity` and runs the controllers while leading; never returns.
