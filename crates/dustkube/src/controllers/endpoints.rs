@@ -177,6 +177,11 @@ async fn sync_service(
     }
 }
 
+/// One pass over every Service (also what the loop runs).
+pub async fn sync_once(c: &Client) -> anyhow::Result<()> {
+    sync(c.clone()).await
+}
+
 async fn sync(c: Client) -> anyhow::Result<()> {
     let (svcs, _) = c.list(&services::TYPE, None, "").await.or_fail()?;
     let (eps, _) = c.list(&endpoints::TYPE, None, "").await.or_fail()?;

@@ -19,6 +19,8 @@ pub mod replicaset;
 pub mod scheduler;
 pub mod selector;
 pub mod serviceaccount;
+#[cfg(test)]
+mod sim_tests;
 
 use client::Client;
 use reconcile::AbortOnDrop;
