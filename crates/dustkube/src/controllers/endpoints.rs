@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::api_result::OrFail;
 use super::client::Client;
+use super::index;
 use super::podutil;
 use super::reconcile::run_loop;
 use super::selector;
@@ -194,9 +195,9 @@ async fn sync(c: Client) -> anyhow::Result<()> {
         })
         .collect();
     let all_pods = if managed.is_empty() {
-        Vec::new()
+        Default::default()
     } else {
-        c.list(&pods::TYPE, None, "").await.or_fail()?.0
+        index::by_namespace(c.list(&pods::TYPE, None, "").await.or_fail()?.0)
     };
     let key = |o: &Value| {
         (
@@ -207,13 +208,9 @@ async fn sync(c: Client) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for svc in managed {
         let ns = str_at(svc, "/metadata/namespace");
-        let pods: Vec<Value> = all_pods
-            .iter()
-            .filter(|p| str_at(p, "/metadata/namespace") == ns)
-            .cloned()
-            .collect();
+        let pods = index::in_namespace(&all_pods, ns);
         let current = eps.iter().find(|e| key(e) == key(svc));
-        if let Err(e) = sync_service(&c, svc, &pods, current).await {
+        if let Err(e) = sync_service(&c, svc, pods, current).await {
             failures.push(format!("{ns}/{}: {e:#}", name_of(svc)));
         }
     }

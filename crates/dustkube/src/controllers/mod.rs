@@ -9,6 +9,7 @@ pub mod client;
 pub mod conditions;
 pub mod deployment;
 pub mod endpoints;
+pub mod index;
 pub mod ipam;
 pub mod leader;
 pub mod node_lifecycle;

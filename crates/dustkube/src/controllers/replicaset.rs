@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::api_result::OrFail;
 use super::client::Client;
+use super::index;
 use super::ownership::{self, Claim};
 use super::podutil;
 use super::reconcile::run_loop;
@@ -213,16 +214,11 @@ pub async fn sync(c: Client) -> anyhow::Result<()> {
     if all_rs.is_empty() {
         return Ok(());
     }
-    let (all_pods, _) = c.list(&pods::TYPE, None, "").await.or_fail()?;
+    let pods = index::by_namespace(c.list(&pods::TYPE, None, "").await.or_fail()?.0);
     let mut failures = Vec::new();
     for rs in &all_rs {
         let ns = str_at(rs, "/metadata/namespace");
-        let pods: Vec<Value> = all_pods
-            .iter()
-            .filter(|p| str_at(p, "/metadata/namespace") == ns)
-            .cloned()
-            .collect();
-        if let Err(e) = sync_one(&c, rs, &pods).await {
+        if let Err(e) = sync_one(&c, rs, index::in_namespace(&pods, ns)).await {
             failures.push(format!("{e:#}"));
         }
     }

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::api_result::OrFail;
 use super::client::Client;
 use super::conditions;
+use super::index;
 use super::ownership::{self, Claim};
 use super::reconcile::run_loop;
 use crate::resources::{deployments, int_at, name_of, pods, replicasets, str_at};
@@ -712,22 +713,21 @@ pub async fn sync(c: Client) -> anyhow::Result<()> {
     if all.is_empty() {
         return Ok(());
     }
-    let (all_rs, _) = c.list(&replicasets::TYPE, None, "").await.or_fail()?;
+    let all_rs = index::by_namespace(c.list(&replicasets::TYPE, None, "").await.or_fail()?.0);
     let need_pods = all
         .iter()
         .any(|d| str_at(d, "/spec/strategy/type") == "Recreate");
     let all_pods = if need_pods {
-        c.list(&pods::TYPE, None, "").await.or_fail()?.0
+        index::by_namespace(c.list(&pods::TYPE, None, "").await.or_fail()?.0)
     } else {
-        Vec::new()
+        Default::default()
     };
     let mut failures = Vec::new();
     for d in &all {
         let ns = str_at(d, "/metadata/namespace");
-        let in_ns = |o: &&Value| str_at(o, "/metadata/namespace") == ns;
-        let rss: Vec<Value> = all_rs.iter().filter(in_ns).cloned().collect();
-        let pods: Vec<Value> = all_pods.iter().filter(in_ns).cloned().collect();
-        if let Err(e) = sync_one(&c, d, &rss, &pods).await {
+        let rss = index::in_namespace(&all_rs, ns);
+        let pods = index::in_namespace(&all_pods, ns);
+        if let Err(e) = sync_one(&c, d, rss, pods).await {
             failures.push(format!("{ns}/{}: {e:#}", name_of(d)));
         }
     }
