@@ -437,7 +437,7 @@ fn scheduler_and_workload_controllers_with_kubectl() {
         &pki,
         etcd_port,
         api_port,
-        &["--node-monitor-grace-period=8s"],
+        &["--node-monitor-grace-period=12s"],
         "server.log",
     );
     let _log = LogOnPanic(dir.join("server.log"));

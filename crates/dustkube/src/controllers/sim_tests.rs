@@ -262,3 +262,70 @@ async fn recreate_replaces_all_pods_at_once() {
         .iter()
         .all(|p| p["spec"]["containers"][0]["image"] == "b"));
 }
+
+#[tokio::test]
+async fn history_is_trimmed_and_paused_deployments_only_scale() {
+    let c = client().await;
+    c.create(&nodes::TYPE, node("w1")).await.unwrap();
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "revisionHistoryLimit": 1,
+                 "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "v1"}]}}}});
+    c.create(&deployments::TYPE, d).await.unwrap();
+    settle(&c).await;
+    for image in ["v2", "v3", "v4"] {
+        let mut d = deploy(&c).await;
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+        c.update(&deployments::TYPE, d).await.unwrap();
+        settle(&c).await;
+        assert!(rollout_done(&deploy(&c).await));
+    }
+    let mut revisions: Vec<i64> = replica_sets(&c)
+        .await
+        .iter()
+        .map(deployment::revision)
+        .collect();
+    revisions.sort();
+    assert_eq!(
+        revisions,
+        [3, 4],
+        "one old ReplicaSet kept besides the new one"
+    );
+
+    // Paused: a template change makes no new ReplicaSet, a resize still applies.
+    let mut d = deploy(&c).await;
+    d["spec"]["paused"] = json!(true);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v5");
+    d["spec"]["replicas"] = json!(2);
+    c.update(&deployments::TYPE, d).await.unwrap();
+    settle(&c).await;
+    let rss = replica_sets(&c).await;
+    assert!(
+        rss.iter()
+            .all(|r| r["spec"]["template"]["spec"]["containers"][0]["image"] != "v5"),
+        "no ReplicaSet for the paused template"
+    );
+    assert_eq!(live_pods(&c).await.len(), 2);
+    let d = deploy(&c).await;
+    assert_eq!(
+        conditions::get(&d, "Progressing").unwrap()["reason"],
+        "DeploymentPaused"
+    );
+    assert!(live_pods(&c)
+        .await
+        .iter()
+        .all(|p| p["spec"]["containers"][0]["image"] == "v4"));
+    // Resumed: the rollout happens.
+    let mut d = deploy(&c).await;
+    d["spec"]["paused"] = json!(false);
+    c.update(&deployments::TYPE, d).await.unwrap();
+    settle(&c).await;
+    let d = deploy(&c).await;
+    assert!(rollout_done(&d));
+    assert!(live_pods(&c)
+        .await
+        .iter()
+        .all(|p| p["spec"]["containers"][0]["image"] == "v5"));
+}
