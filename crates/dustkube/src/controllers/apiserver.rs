@@ -202,6 +202,44 @@ pub async fn run(client: Client, id: String, holder: String, advertise: SocketAd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::AppState;
+    use crate::auth::MastersOnly;
+    use crate::storage::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn reconcile_creates_once_then_changes_nothing() {
+        let state = AppState::new(
+            std::sync::Arc::new(MemoryStore::new()),
+            std::sync::Arc::new(MastersOnly),
+        );
+        crate::server::seed(&state).await.unwrap();
+        let m = Member {
+            client: Client::new(state, "test"),
+            lease_name: "apiserver-x".into(),
+            holder: "x".into(),
+            advertise: "10.0.0.5:6443".parse().unwrap(),
+        };
+        m.reconcile().await.unwrap();
+        let get = |rt: &'static crate::resources::ResourceType| {
+            let c = m.client.clone();
+            async move {
+                c.get(rt, Some("default"), "kubernetes")
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let (svc, ep) = (get(&services::TYPE).await, get(&endpoints::TYPE).await);
+        assert_eq!(svc["spec"]["clusterIP"], CLUSTER_IP);
+        assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "10.0.0.5");
+        m.reconcile().await.unwrap();
+        assert_eq!(get(&services::TYPE).await, svc, "no rewrite of the Service");
+        assert_eq!(
+            get(&endpoints::TYPE).await,
+            ep,
+            "no rewrite of the Endpoints"
+        );
+    }
 
     #[test]
     fn service_and_endpoints_shape() {

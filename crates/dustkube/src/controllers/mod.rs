@@ -1,7 +1,9 @@
-//! The controllers that run inside `dustkube server` (kube-controller-manager's job): one
-//! module per controller, each a level-triggered loop ([`reconcile::run_loop`]) over the
-//! in-process [`client::Client`]. Only the server holding the election Lease ([`leader`]) runs
-//! them.
+//! The controllers that run inside `dustkube server` (kube-controller-manager's and
+//! kube-scheduler's jobs): one module per controller, each a level-triggered loop
+//! ([`reconcile::run_loop`]) over the in-process [`client::Client`]. Only the server holding the
+//! election Lease ([`leader`]) runs them: [`replicaset`], [`deployment`], [`scheduler`],
+//! [`node_lifecycle`], [`ipam`], [`endpoints`], [`serviceaccount`]. Every server (leader or
+//! not) keeps the `kubernetes` Service through [`apiserver`].
 
 pub mod api_result;
 pub mod apiserver;

@@ -220,6 +220,13 @@ async fn rollout_scale_rollback_and_endpoints() {
         .collect();
     assert_eq!(got, ips);
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+    endpoints::sync_once(&c).await.unwrap();
+    let again = c
+        .get(&crate::resources::endpoints::TYPE, Some("default"), "web")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, ep, "an unchanged Service is not rewritten");
     // Deleting the Service deletes its Endpoints.
     c.delete(&services::TYPE, Some("default"), "web", &json!({}))
         .await
