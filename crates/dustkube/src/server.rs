@@ -79,6 +79,102 @@ pub struct ServerArgs {
     /// Run the controllers (leader-elected through a Lease when several servers run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub controllers: bool,
+    /// Address other hosts reach this server at (the `kubernetes` Service's endpoint)
+    /// [default: --bind-address, or the address of the default route when that is 0.0.0.0].
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// Pod network: each node gets a subnet of it as spec.podCIDR ("" to allocate none).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// How long a node may go without a heartbeat before it is marked Unknown and tainted
+    /// unreachable (`40s`, `1m`, `1m30s`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// tolerationSeconds of the not-ready:NoExecute toleration pods get by default.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the unreachable:NoExecute toleration pods get by default.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+/// Parses a Go-style duration made of `<number><unit>` parts (`ms`, `s`, `m`, `h`): `40s`,
+/// `1m30s`, `500ms`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 40s, 1m30s, 500ms)");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(n * scale);
+    }
+    Ok(total)
+}
+
+/// The address this server advertises: the flag, else the bind address, else (0.0.0.0) the
+/// source address of the default route (a UDP socket's connect sends no packet).
+fn advertise_ip(args: &ServerArgs) -> std::net::IpAddr {
+    if let Some(ip) = args.advertise_address {
+        return ip;
+    }
+    if !args.bind_address.is_unspecified() {
+        return args.bind_address;
+    }
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
+/// The controllers' settings from the flags.
+fn controller_config(args: &ServerArgs) -> Result<crate::controllers::Config> {
+    let cluster_cidr = match args.cluster_cidr.as_str() {
+        "" => None,
+        c => {
+            let cidr = crate::controllers::ipam::Cidr::parse(c)
+                .with_context(|| format!("--cluster-cidr {c}"))?;
+            if args.node_cidr_mask_size < cidr.prefix || args.node_cidr_mask_size > 32 {
+                return Err(anyhow!(
+                    "--node-cidr-mask-size {} does not fit in --cluster-cidr {c}",
+                    args.node_cidr_mask_size
+                ));
+            }
+            Some(cidr)
+        }
+    };
+    Ok(crate::controllers::Config {
+        node_monitor_grace: args.node_monitor_grace_period,
+        cluster_cidr,
+        node_cidr_mask: args.node_cidr_mask_size,
+        root_ca_pem: std::fs::read_to_string(&args.client_ca_file).ok(),
+    })
 }
 
 /// The service-account verification keys named by the flags (the signing key is checked to
@@ -218,10 +314,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             args.etcd_compaction_retain,
         ));
     }
+    resources::pods::set_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id = uuid::Uuid::new_v4().to_string();
+    let identity = format!("{}_{id}", host.trim());
+    let advertise = SocketAddr::new(advertise_ip(&args), args.secure_port);
+    tokio::spawn(crate::controllers::apiserver::run(
+        crate::controllers::client::Client::new(state.clone(), "kube-apiserver"),
+        id,
+        identity.clone(),
+        advertise,
+    ));
     if args.controllers {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let identity = format!("{}_{}", host.trim(), uuid::Uuid::new_v4());
-        tokio::spawn(crate::controllers::run(state.clone(), identity));
+        let config = controller_config(&args)?;
+        tokio::spawn(crate::controllers::run(state.clone(), identity, config));
     }
     let addr = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = TcpListener::bind(addr)
@@ -301,4 +410,21 @@ pub async fn serve(
         _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::info!("closing the remaining connections"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
 }

@@ -280,7 +280,15 @@ fn kubectl_1_27_and_1_33_drive_dustkube_on_etcd() {
     let pki = common::make_pki(dir, api_port);
     let _etcd = common::start_etcd(dir, &pki, etcd_port, peer_port);
 
-    let mut api = common::start_server(dir, &pki, etcd_port, api_port, &[], "server.log");
+    // The API surface alone: no controllers turning Deployments into pods and statuses.
+    let mut api = common::start_server(
+        dir,
+        &pki,
+        etcd_port,
+        api_port,
+        &["--controllers=false"],
+        "server.log",
+    );
     let server_log = dir.join("server.log");
 
     let jane_conf = dir.join("jane.conf");
