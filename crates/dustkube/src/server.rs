@@ -79,6 +79,16 @@ pub struct ServerArgs {
     /// Run the controllers (leader-elected through a Lease when several servers run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub controllers: bool,
+    /// CA certificate that signs approved CertificateSigningRequests (kube-controller-manager's
+    /// flag; unset: requests are approved but not signed).
+    #[arg(long, requires = "cluster_signing_key_file")]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// Private key of `--cluster-signing-cert-file`.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// Longest validity of a signed certificate (e.g. 8760h).
+    #[arg(long, default_value = "8760h")]
+    pub cluster_signing_duration: String,
 }
 
 /// The service-account verification keys named by the flags (the signing key is checked to
@@ -217,6 +227,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             Duration::from_secs(args.etcd_compaction_interval),
             args.etcd_compaction_retain,
         ));
+    }
+    if let (Some(cert), Some(key)) = (&args.cluster_signing_cert_file, &args.cluster_signing_key_file)
+    {
+        let duration = crate::cmd::bootstrap::parse_ttl(&args.cluster_signing_duration)
+            .ok()
+            .flatten()
+            .and_then(|d| d.to_std().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "--cluster-signing-duration: '{}' is not a positive duration (e.g. 8760h)",
+                    args.cluster_signing_duration
+                )
+            })?;
+        crate::controllers::csr_signer::configure(
+            crate::controllers::csr_signer::SigningCa::from_files(cert, key, duration)?,
+        );
     }
     if args.controllers {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

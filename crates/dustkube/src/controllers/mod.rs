@@ -4,6 +4,7 @@
 //! them.
 
 pub mod client;
+pub mod csr_signer;
 pub mod leader;
 pub mod reconcile;
 
@@ -17,8 +18,7 @@ pub const COMPONENT: &str = "dustkube-controller-manager";
 
 /// Starts every controller; each task runs until aborted.
 fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = client;
-    Vec::new()
+    vec![tokio::spawn(csr_signer::run(client.clone()))]
 }
 
 /// Campaigns for leadership as `identity` and runs the controllers while leading; never returns.
