@@ -83,9 +83,13 @@ pub struct InitArgs {
     /// Extra flags for `dustkube server` (e.g. `--server-arg=--etcd-compaction-interval=60`).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Where the pid file of the supervising process goes (`dustkube reset` reads it).
+    #[arg(long, default_value = units::RUN_DIR)]
+    pub run_dir: PathBuf,
 }
 
-fn host_name() -> String {
+/// This host's name, lower-cased (the default node name).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_ascii_lowercase())
         .ok()
@@ -94,7 +98,7 @@ fn host_name() -> String {
 }
 
 /// The source address of the default route (a UDP "connect" sends nothing).
-fn default_address() -> IpAddr {
+pub fn default_address() -> IpAddr {
     UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
             s.connect("192.0.2.1:9")?;
@@ -146,6 +150,7 @@ fn plan(a: &InitArgs) -> Result<Plan> {
         etcd_binary: a.etcd_binary.clone(),
         dustkube_binary,
         server_extra: a.server_args.clone(),
+        etcd_initial_cluster: None,
     };
     let server = spec.server_url();
     Ok(Plan {
@@ -338,6 +343,10 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
         }
         supervisor = Some(start_children(&a, &p.layout)?);
     }
+    let _pid_file = match &supervisor {
+        Some(_) => Some(units::PidFile::create(&a.run_dir, "dustkube-init")?),
+        None => None,
+    };
 
     let result = async {
         let client = ApiClient::from_kubeconfig(&a.kubeconfig_dir.join("super-admin.conf"))?;

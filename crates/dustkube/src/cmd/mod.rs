@@ -12,8 +12,12 @@
 pub mod bootstrap;
 pub mod certs;
 pub mod client;
+pub mod etcd_member;
 pub mod init;
+pub mod join;
 pub mod preflight;
+pub mod reset;
 pub mod supervise;
+pub mod tls_bootstrap;
 pub mod token;
 pub mod units;
