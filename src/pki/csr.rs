@@ -45,8 +45,8 @@ pub fn public_key_der(key: &KeyPair) -> Vec<u8> {
 
 /// Reads a PEM request (`CERTIFICATE REQUEST`) and checks its self-signature.
 pub fn parse_request(pem: &str) -> Result<CsrInfo, String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| format!("not PEM: {e}"))?;
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
     if block.label != "CERTIFICATE REQUEST" {
         return Err(format!(
             "PEM block is '{}', not CERTIFICATE REQUEST",
@@ -121,7 +121,9 @@ pub fn make_request(
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     for org in organizations {
-        params.distinguished_name.push(DnType::OrganizationName, *org);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, *org);
     }
     params
         .distinguished_name

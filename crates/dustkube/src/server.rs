@@ -228,8 +228,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             args.etcd_compaction_retain,
         ));
     }
-    if let (Some(cert), Some(key)) = (&args.cluster_signing_cert_file, &args.cluster_signing_key_file)
-    {
+    if let (Some(cert), Some(key)) = (
+        &args.cluster_signing_cert_file,
+        &args.cluster_signing_key_file,
+    ) {
         let duration = crate::cmd::bootstrap::parse_ttl(&args.cluster_signing_duration)
             .ok()
             .flatten()

@@ -281,9 +281,20 @@ fn check_node_credentials(plane: &Plane, node: &Node, cache: &Path) {
     let text = sh(&format!("openssl x509 -noout -text -in {}", crt.display()));
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
     assert!(!text.contains("TLS Web Server Authentication"), "{text}");
-    let dates = sh(&format!("openssl x509 -noout -enddate -in {}", crt.display()));
-    let year = chrono::Utc::now().format("%Y").to_string().parse::<i32>().unwrap() + 1;
-    assert!(dates.contains(&year.to_string()), "valid for a year: {dates}");
+    let dates = sh(&format!(
+        "openssl x509 -noout -enddate -in {}",
+        crt.display()
+    ));
+    let year = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()
+        .unwrap()
+        + 1;
+    assert!(
+        dates.contains(&year.to_string()),
+        "valid for a year: {dates}"
+    );
     assert_eq!(
         fs::read_to_string(node.dir.join("conf/pki/ca.crt")).unwrap(),
         fs::read_to_string(plane.dir.join("pki/ca.crt")).unwrap()
@@ -343,7 +354,10 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     let out = dustkube(&node.join_args(&endpoint, &token, &wrong));
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains(&format!("the cluster CA's public key hash is {hash}")), "{err}");
+    assert!(
+        err.contains(&format!("the cluster CA's public key hash is {hash}")),
+        "{err}"
+    );
     assert!(err.contains(&format!("expects {wrong}")), "{err}");
     assert!(err.contains("refusing to trust this API server"), "{err}");
     assert!(!node.kubelet_conf().exists());
@@ -353,7 +367,10 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     let out = dustkube(&node.join_args(&endpoint, &token, &hash));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("[discovery] cluster-info from https://127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("[discovery] cluster-info from https://127.0.0.1:"),
+        "{text}"
+    );
     assert!(text.contains("This node has joined the cluster"), "{text}");
     assert!(text.contains("[agent] skipped"), "{text}");
     check_node_credentials(&plane, &node, &cache);
@@ -364,8 +381,14 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
         .lines()
         .find(|l| l.starts_with("node-csr-"))
         .unwrap_or_else(|| panic!("no node CSR:\n{csrs}"));
-    assert!(row.contains("kubernetes.io/kube-apiserver-client-kubelet"), "{row}");
-    assert!(row.contains(&format!("system:bootstrap:{}", &token[..6])), "{row}");
+    assert!(
+        row.contains("kubernetes.io/kube-apiserver-client-kubelet"),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("system:bootstrap:{}", &token[..6])),
+        "{row}"
+    );
     assert!(row.trim_end().ends_with("Approved,Issued"), "{row}");
 
     // Joining again changes nothing.
@@ -432,7 +455,11 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
         let mut full = vec!["netns".to_string(), "exec".into(), ns.0.clone()];
         full.push(env!("CARGO_BIN_EXE_dustkube").into());
         full.extend(args);
-        let out = Command::new("ip").args(&full).stdin(Stdio::null()).output().unwrap();
+        let out = Command::new("ip")
+            .args(&full)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         eprintln!("$ ip {}\n{}{}", full.join(" "), stdout(&out), stderr(&out));
         out
     };
@@ -455,12 +482,19 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
         node.dir.join("root"),
         node.dir.join("cni/10-dustkube.conflist"),
     ]);
-    assert!(node.dir.join("cni/99-other.conflist").exists(), "other CNI configs stay");
+    assert!(
+        node.dir.join("cni/99-other.conflist").exists(),
+        "other CNI configs stay"
+    );
     let listed = sh(&format!("ip netns exec {} nft list tables", ns.0));
     assert!(!listed.contains("dustkube"), "{listed}");
     let out = reset(node.reset_args());
     assert!(out.status.success());
-    assert!(stdout(&out).contains("nothing to remove"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to remove"),
+        "{}",
+        stdout(&out)
+    );
     // The API still knows the node's CSR but the node can join again from scratch later.
 
     // Reset the control plane: it stops init (and etcd and the server), then removes the etcd
@@ -472,8 +506,18 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
         text.contains("etcd member cp1 is the only member"),
         "{text}"
     );
-    assert!(text.contains("[reset] stopped dustkube init (pid "), "{text}");
-    for f in ["etcd-data", "conf/admin.conf", "conf/super-admin.conf", "pki", "conf", "run"] {
+    assert!(
+        text.contains("[reset] stopped dustkube init (pid "),
+        "{text}"
+    );
+    for f in [
+        "etcd-data",
+        "conf/admin.conf",
+        "conf/super-admin.conf",
+        "pki",
+        "conf",
+        "run",
+    ] {
         let line = format!("[reset] removed {}", plane.p(f));
         assert!(text.lines().any(|l| l == line), "missing '{line}':\n{text}");
     }
@@ -495,7 +539,11 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     assert!(log.contains("[supervisor] etcd stopped"), "{log}");
     let out = dustkube(&plane.reset_args());
     assert!(out.status.success());
-    assert!(stdout(&out).contains("nothing to remove"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to remove"),
+        "{}",
+        stdout(&out)
+    );
 
     // A fresh control plane and join on the same directories work (new CA, new node cert).
     let (mut init2, _) = plane.start();

@@ -140,10 +140,7 @@ fn cluster_ip_and_node_port_reach_the_pod() {
         listed.contains("ip daddr 10.96.0.10 tcp dport 80 goto svc/default/web/http"),
         "{listed}"
     );
-    assert!(
-        listed.contains("dnat ip to 10.244.1.2:8080"),
-        "{listed}"
-    );
+    assert!(listed.contains("dnat ip to 10.244.1.2:8080"), "{listed}");
     // Loading it again replaces the table (no duplicate chains or rules).
     node.run(&format!("nft -f {}", file.display()));
     let again = node.run("nft list table inet dustkube");
@@ -198,21 +195,30 @@ fn proxier_applies_changes_only() {
     }
     let mut p = Proxier::new(NodeContext::default());
     assert!(p.sync(&services(), &endpoints()).unwrap());
-    assert!(!p.sync(&services(), &endpoints()).unwrap(), "unchanged rules applied again");
+    assert!(
+        !p.sync(&services(), &endpoints()).unwrap(),
+        "unchanged rules applied again"
+    );
     let listed = Command::new("nft")
         .args(["list", "table", "inet", "dustkube"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(text.contains("dnat ip to 10.244.1.2:8080"), "{text}");
-    assert!(p.sync(&services(), &[]).unwrap(), "new endpoints not applied");
+    assert!(
+        p.sync(&services(), &[]).unwrap(),
+        "new endpoints not applied"
+    );
     let listed = Command::new("nft")
         .args(["list", "table", "inet", "dustkube"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(!text.contains("dnat"), "{text}");
-    assert!(text.contains("ip daddr 10.96.0.10 tcp dport 80 reject"), "{text}");
+    assert!(
+        text.contains("ip daddr 10.96.0.10 tcp dport 80 reject"),
+        "{text}"
+    );
     assert!(proxy::delete_table().unwrap());
     assert!(!proxy::delete_table().unwrap());
 }

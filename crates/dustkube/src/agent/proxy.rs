@@ -76,8 +76,7 @@ fn endpoints_for(endpoints: Option<&Value>, name: &str, proto: &str) -> Vec<(IpA
             .into_iter()
             .flatten()
             .find(|p| {
-                str_at(p, "/name") == name
-                    && protocol(str_at(p, "/protocol")) == protocol(proto)
+                str_at(p, "/name") == name && protocol(str_at(p, "/protocol")) == protocol(proto)
             })
             .and_then(|p| port_number(p.get("port")))
         else {
@@ -136,10 +135,9 @@ fn ports(services: &[Value], endpoints: &[Value]) -> Vec<Port> {
             .into_iter()
             .flatten()
         {
-            let (Some(proto), Some(port)) = (
-                protocol(str_at(p, "/protocol")),
-                port_number(p.get("port")),
-            ) else {
+            let (Some(proto), Some(port)) =
+                (protocol(str_at(p, "/protocol")), port_number(p.get("port")))
+            else {
                 continue;
             };
             let port_name = str_at(p, "/name");
@@ -314,7 +312,9 @@ pub fn ruleset(services: &[Value], endpoints: &[Value], node: &NodeContext) -> S
         if n == 1 {
             let _ = writeln!(w, "\t\tgoto ep/{}/0", p.id);
         } else {
-            let arms: Vec<String> = (0..n).map(|i| format!("{i} : goto ep/{}/{i}", p.id)).collect();
+            let arms: Vec<String> = (0..n)
+                .map(|i| format!("{i} : goto ep/{}/{i}", p.id))
+                .collect();
             let _ = writeln!(
                 w,
                 "\t\tnumgen random mod {n} vmap {{ {} }}",
@@ -578,17 +578,46 @@ table inet dustkube {
         s["spec"]["externalIPs"] = json!(["fd00::99"]);
         s["status"] = json!({"loadBalancer": {"ingress": [{"ip": "fd00::aa"}]}});
         // Endpoint port named differently: no endpoints for "https".
-        let e = eps("lb", &["fd00:244::5"], json!([{"name": "http", "port": 8443}]));
+        let e = eps(
+            "lb",
+            &["fd00:244::5"],
+            json!([{"name": "http", "port": 8443}]),
+        );
         let got = ruleset(&[s.clone()], &[e], &NodeContext::default());
-        assert!(got.contains("ip6 daddr fd00::10 tcp dport 443 reject"), "{got}");
-        assert!(got.contains("ip6 daddr fd00::99 tcp dport 443 reject"), "{got}");
-        assert!(got.contains("ip6 daddr fd00::aa tcp dport 443 reject"), "{got}");
-        assert!(got.contains("fib daddr type local tcp dport 31443 reject"), "{got}");
+        assert!(
+            got.contains("ip6 daddr fd00::10 tcp dport 443 reject"),
+            "{got}"
+        );
+        assert!(
+            got.contains("ip6 daddr fd00::99 tcp dport 443 reject"),
+            "{got}"
+        );
+        assert!(
+            got.contains("ip6 daddr fd00::aa tcp dport 443 reject"),
+            "{got}"
+        );
+        assert!(
+            got.contains("fib daddr type local tcp dport 31443 reject"),
+            "{got}"
+        );
 
-        let e = eps("lb", &["fd00:244::5"], json!([{"name": "https", "port": 8443}]));
+        let e = eps(
+            "lb",
+            &["fd00:244::5"],
+            json!([{"name": "https", "port": 8443}]),
+        );
         let got = ruleset(&[s], &[e], &NodeContext::default());
-        assert!(got.contains("meta nfproto ipv6 meta mark set meta mark | 0x4000"), "{got}");
-        assert!(got.contains("meta l4proto tcp dnat ip6 to [fd00:244::5]:8443"), "{got}");
-        assert!(got.contains("tcp dport 31443 goto svc/default/lb/https"), "{got}");
+        assert!(
+            got.contains("meta nfproto ipv6 meta mark set meta mark | 0x4000"),
+            "{got}"
+        );
+        assert!(
+            got.contains("meta l4proto tcp dnat ip6 to [fd00:244::5]:8443"),
+            "{got}"
+        );
+        assert!(
+            got.contains("tcp dport 31443 goto svc/default/lb/https"),
+            "{got}"
+        );
     }
 }

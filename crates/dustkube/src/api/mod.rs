@@ -8,6 +8,7 @@
 
 pub mod authn;
 pub mod discovery;
+pub mod nodeport;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

@@ -59,7 +59,8 @@ fn binding(
 }
 
 /// ClusterRole allowing auto-approval of a bootstrap token's node client certificate request.
-pub const NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+pub const NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
 /// ClusterRole allowing auto-approval of a node's renewal of its own client certificate.
 pub const SELF_NODE_CLIENT_ROLE: &str =
     "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
@@ -76,7 +77,11 @@ fn node_rules() -> Vec<Rule> {
         Rule::resource(&["patch", "update"], &[""], &["pods/status"]),
         Rule::resource(&["delete"], &[""], &["pods"]),
         Rule::resource(&["create", "patch", "update"], &[""], &["events"]),
-        Rule::resource(&["create", "patch", "update"], &["events.k8s.io"], &["events"]),
+        Rule::resource(
+            &["create", "patch", "update"],
+            &["events.k8s.io"],
+            &["events"],
+        ),
         Rule::resource(READ, &[""], &["configmaps", "secrets"]),
         Rule::resource(&["create"], &[""], &["serviceaccounts/token"]),
         Rule::resource(
@@ -358,7 +363,9 @@ pub fn namespaced() -> Vec<(&'static ResourceType, Value)> {
     r.resource_names = vec!["cluster-info".into()];
     let name = "kubeadm:bootstrap-signer-clusterinfo";
     let leases = Rule::resource(
-        &["create", "delete", "get", "list", "patch", "update", "watch"],
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         &["coordination.k8s.io"],
         &["leases"],
     );

@@ -81,7 +81,10 @@ impl Etcd {
     /// starts with (every member's `name=peer`, the new one as `name`).
     pub async fn add(&mut self, name: &str, peer_url: &str) -> Result<String> {
         let existing = self.members().await?;
-        if let Some(m) = existing.iter().find(|m| m.peer_urls.iter().any(|u| u == peer_url)) {
+        if let Some(m) = existing
+            .iter()
+            .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+        {
             // A retried join: the member was added before its etcd ever started.
             if !m.name.is_empty() && m.name != name {
                 return Err(anyhow!(

@@ -500,11 +500,14 @@ pub async fn run(a: JoinArgs) -> Result<ExitCode> {
         "[discovery] cluster-info from {endpoint} is signed by token \"{}\"; the CA matches the pin; API server {}",
         token.id, found.server
     );
-    let client = ApiClient::new(&found.server, &found.ca_pem, None)?.with_bearer(&token.to_string());
+    let client =
+        ApiClient::new(&found.server, &found.ca_pem, None)?.with_bearer(&token.to_string());
     check_node_name(&client, &node, &token).await?;
 
     if a.control_plane {
-        return Err(anyhow!("--control-plane: joining control planes is not supported yet"));
+        return Err(anyhow!(
+            "--control-plane: joining control planes is not supported yet"
+        ));
     }
 
     let dir = &a.kubeconfig_dir;
@@ -557,13 +560,17 @@ pub async fn run(a: JoinArgs) -> Result<ExitCode> {
     let supervisor: Option<Supervisor> = None;
 
     println!("\nThis node has joined the cluster:");
-    println!("* A certificate signing request was sent to the API server and a response was received.");
+    println!(
+        "* A certificate signing request was sent to the API server and a response was received."
+    );
     println!(
         "* Its agent talks to {} as {}.",
         found.server,
         tls_bootstrap::node_user(&node)
     );
-    println!("\nRun 'kubectl get nodes' on a control-plane node to see this node join the cluster.\n");
+    println!(
+        "\nRun 'kubectl get nodes' on a control-plane node to see this node join the cluster.\n"
+    );
 
     if a.skips("agent") {
         println!("[agent] skipped (--skip-phases agent)");
@@ -609,12 +616,13 @@ mod tests {
         let ca = ca();
         let pin = duststack::pki::ca_cert_hash(ca.as_bytes()).unwrap();
         let t = Token::parse("abcdef.0123456789abcdef").unwrap();
-        let found = verify_cluster_info(&cm(&t, &ca), &t, &[pin.clone()], false).unwrap();
+        let found =
+            verify_cluster_info(&cm(&t, &ca), &t, std::slice::from_ref(&pin), false).unwrap();
         assert_eq!(found.server, "https://10.0.0.5:6443");
         assert_eq!(found.ca_pem, ca);
 
         let wrong = format!("sha256:{}", "0".repeat(64));
-        let e = verify_cluster_info(&cm(&t, &ca), &t, &[wrong.clone()], false)
+        let e = verify_cluster_info(&cm(&t, &ca), &t, std::slice::from_ref(&wrong), false)
             .unwrap_err()
             .to_string();
         assert!(e.contains(&pin) && e.contains(&wrong), "{e}");
@@ -622,7 +630,7 @@ mod tests {
         assert!(verify_cluster_info(&cm(&t, &ca), &t, &[], false).is_err());
 
         let other = Token::parse("abcdef.0123456789abcdeX".replace('X', "z").as_str()).unwrap();
-        let e = verify_cluster_info(&cm(&t, &ca), &other, &[pin.clone()], false)
+        let e = verify_cluster_info(&cm(&t, &ca), &other, std::slice::from_ref(&pin), false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not verify"), "{e}");

@@ -145,8 +145,11 @@ async fn remove_etcd_member(a: &ResetArgs, r: &mut Report) {
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
 }
 
 /// SIGTERM to `pid`, SIGKILL after `grace`; true when it is gone.
@@ -221,7 +224,12 @@ async fn remove_sandboxes(socket: &Path, r: &mut Report) -> Result<()> {
             }
         }))
         .await
-        .with_context(|| format!("connecting to the container runtime at {}", socket.display()))?;
+        .with_context(|| {
+            format!(
+                "connecting to the container runtime at {}",
+                socket.display()
+            )
+        })?;
     let mut cri = RuntimeServiceClient::new(channel);
     let list = cri
         .list_pod_sandbox(ListPodSandboxRequest { filter: None })

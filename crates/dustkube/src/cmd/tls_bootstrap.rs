@@ -63,7 +63,9 @@ fn condition(csr: &Value, kind: &str) -> Option<String> {
         .map(|c| {
             let reason = c["reason"].as_str().unwrap_or("");
             let message = c["message"].as_str().unwrap_or("");
-            format!("{reason}: {message}").trim_matches([':', ' ']).to_string()
+            format!("{reason}: {message}")
+                .trim_matches([':', ' '])
+                .to_string()
         })
 }
 
@@ -78,7 +80,8 @@ fn issued(csr: &Value, spki: &[u8]) -> Result<Option<String>> {
     };
     let pem = String::from_utf8(B64.decode(b64).context("status.certificate: bad base64")?)
         .context("status.certificate: not PEM text")?;
-    let info = CertInfo::from_pem(pem.as_bytes()).map_err(|e| anyhow!("issued certificate: {e}"))?;
+    let info =
+        CertInfo::from_pem(pem.as_bytes()).map_err(|e| anyhow!("issued certificate: {e}"))?;
     if info.spki != spki {
         return Err(anyhow!(
             "the issued certificate is for another key than this node's"
@@ -133,7 +136,9 @@ pub async fn request_client_certificate(
             return Ok(pem);
         }
         if let Some(why) = condition(&current, "Denied") {
-            return Err(anyhow!("CertificateSigningRequest {name} was denied ({why})"));
+            return Err(anyhow!(
+                "CertificateSigningRequest {name} was denied ({why})"
+            ));
         }
         if let Some(why) = condition(&current, "Failed") {
             return Err(anyhow!("CertificateSigningRequest {name} failed ({why})"));

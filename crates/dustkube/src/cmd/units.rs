@@ -331,9 +331,9 @@ mod tests {
         joining.etcd_initial_cluster =
             Some("cp0=https://10.0.0.4:2380,cp1=https://10.0.0.5:2380".into());
         let a = joining.etcd_args().join(" ");
-        assert!(a.contains(
-            "--initial-cluster cp0=https://10.0.0.4:2380,cp1=https://10.0.0.5:2380 "
-        ));
+        assert!(
+            a.contains("--initial-cluster cp0=https://10.0.0.4:2380,cp1=https://10.0.0.5:2380 ")
+        );
         assert!(a.ends_with("--initial-cluster-state existing"));
     }
 }

@@ -251,7 +251,10 @@ async fn maybe_approve(client: &Client, csr: &Value) -> Result<bool> {
 /// How long the certificate for `csr` lives: the signer's duration, shortened by
 /// `spec.expirationSeconds` (at least 10 minutes).
 fn lifetime(csr: &Value, max: Duration) -> Duration {
-    match csr.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+    match csr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+    {
         Some(s) => {
             let s = s.max(MIN_EXPIRATION_SECONDS) as u64;
             max.min(Duration::from_secs(s))
@@ -543,8 +546,8 @@ mod tests {
         c.update_status(&TYPE, bad).await.unwrap();
         sync(&c, Some(&ca)).await.unwrap();
         let st = status_of(&c, "jane").await;
-        let cert = CertInfo::from_pem(&B64.decode(st["certificate"].as_str().unwrap()).unwrap())
-            .unwrap();
+        let cert =
+            CertInfo::from_pem(&B64.decode(st["certificate"].as_str().unwrap()).unwrap()).unwrap();
         assert_eq!(cert.common_name, "jane");
         let st = status_of(&c, "bad-org").await;
         assert_eq!(st["conditions"][1]["type"], "Failed", "{st}");
@@ -585,7 +588,8 @@ mod tests {
         assert_eq!(lifetime(&short, year), Duration::from_secs(600));
         let now = Utc::now();
         let old = (now - chrono::Duration::hours(2)).to_rfc3339();
-        let issued = json!({"metadata": {"creationTimestamp": old}, "status": {"certificate": "eA=="}});
+        let issued =
+            json!({"metadata": {"creationTimestamp": old}, "status": {"certificate": "eA=="}});
         let pending = json!({"metadata": {"creationTimestamp": old}, "status": {}});
         assert!(expired(&issued, now));
         assert!(!expired(&pending, now));
