@@ -556,3 +556,257 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(init2.terminate());
 }
+
+/// `etcdctl member list` names of the etcd at `port`, with `pki`'s client certificate.
+fn etcd_members(pki: &Path, port: u16) -> Vec<String> {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://127.0.0.1:{port}"))
+        .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("apiserver-etcd-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("apiserver-etcd-client.key").display()
+        ))
+        .args(["member", "list", "-w", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn control_plane_join_adds_an_etcd_member_and_reset_removes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("kcache");
+    let plane = Plane::new(&tmp.path().join("cp1"));
+    fs::create_dir_all(&plane.dir).unwrap();
+    let log = plane.dir.join("init.out");
+    let mut args = plane.init_args();
+    args.push("--upload-certs".into());
+    let mut init = Proc::spawn(
+        "dustkube init",
+        Command::new(env!("CARGO_BIN_EXE_dustkube")).args(args),
+        &log,
+    );
+    let text = wait_for_text(&log, "running in the foreground", 120);
+    let key = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[upload-certs] stored the shared certificates"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no certificate key:\n{text}"))
+        .trim()
+        .to_string();
+    assert_eq!(key.len(), 64, "{key}");
+    let cp_join = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("--control-plane --certificate-key"))
+        .unwrap_or_else(|| panic!("no control-plane join command:\n{text}"));
+    assert!(cp_join.ends_with(&key), "{cp_join}");
+
+    // token create --upload-certs prints a control-plane join command with a fresh key.
+    let out = dustkube(&strings(&[
+        "token",
+        "--kubeconfig",
+        plane.admin().to_str().unwrap(),
+        "create",
+        "--upload-certs",
+        "--cert-dir",
+        &plane.p("pki"),
+        "--print-join-command",
+    ]));
+    assert!(out.status.success());
+    let printed = stdout(&out);
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(
+        words[7..9],
+        ["--control-plane", "--certificate-key"],
+        "{printed}"
+    );
+    let (endpoint, token, hash, key) = (
+        words[2].to_string(),
+        words[4].to_string(),
+        words[6].to_string(),
+        words[9].to_string(),
+    );
+    assert_eq!(key.len(), 64);
+
+    let cp2 = Node {
+        dir: tmp.path().join("cp2"),
+        name: "cp2",
+    };
+    let (api2, etcd2, peer2) = (free_port(), free_port(), free_port());
+    let join_args = |key: &str| {
+        let mut v = cp2.join_args(&endpoint, &token, &hash);
+        v.extend(strings(&[
+            "--control-plane",
+            "--certificate-key",
+            key,
+            "--apiserver-advertise-address",
+            "127.0.0.1",
+            "--apiserver-bind-address",
+            "127.0.0.1",
+            "--apiserver-bind-port",
+            &api2.to_string(),
+            "--etcd-client-port",
+            &etcd2.to_string(),
+            "--etcd-peer-port",
+            &peer2.to_string(),
+            "--data-dir",
+            &cp2.p("etcd-data"),
+            "--log-dir",
+            &cp2.p("logs"),
+            "--key-algorithm",
+            "ecdsa-p256",
+        ]));
+        v
+    };
+
+    // The wrong key decrypts nothing and changes nothing.
+    let wrong = "0".repeat(64);
+    let out = dustkube(&join_args(&wrong));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not decrypt kube-system/dustkube-certs"),
+        "{err}"
+    );
+    assert_eq!(etcd_members(&plane.dir.join("pki"), plane.etcd), ["cp1"]);
+    assert!(!cp2.dir.join("conf/pki/ca.key").exists());
+
+    fs::create_dir_all(&cp2.dir).unwrap();
+    let jlog = cp2.dir.join("join.out");
+    let mut join = Proc::spawn(
+        "dustkube join --control-plane",
+        Command::new(env!("CARGO_BIN_EXE_dustkube")).args(join_args(&key)),
+        &jlog,
+    );
+    let jtext = wait_for_text(&jlog, "running in the foreground", 180);
+    assert!(
+        jtext.contains("[control-plane-join] added etcd member cp2"),
+        "{jtext}"
+    );
+    assert_eq!(
+        etcd_members(&plane.dir.join("pki"), plane.etcd),
+        ["cp1", "cp2"]
+    );
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "sa.key",
+        "sa.pub",
+        "etcd/ca.crt",
+        "front-proxy-ca.key",
+    ] {
+        assert_eq!(
+            fs::read(cp2.dir.join("conf/pki").join(f)).unwrap(),
+            fs::read(plane.dir.join("pki").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    check_node_credentials(&plane, &cp2, &cache);
+
+    // Both servers serve the same data.
+    let admin = plane.admin();
+    let server2 = format!("--server=https://127.0.0.1:{api2}");
+    kubectl_ok(
+        &admin,
+        &cache,
+        &["create", "configmap", "shared", "--from-literal=k=v"],
+    );
+    let got = kubectl_ok(
+        &admin,
+        &cache,
+        &[
+            &server2,
+            "get",
+            "configmap",
+            "shared",
+            "-o",
+            "jsonpath={.data.k}",
+        ],
+    );
+    assert_eq!(got, "v");
+    let cfg = kubectl_ok(
+        &admin,
+        &cache,
+        &[
+            "get",
+            "cm",
+            "dustkube-config",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.etcdEndpoints}",
+        ],
+    );
+    assert_eq!(
+        cfg,
+        format!("https://127.0.0.1:{},https://127.0.0.1:{etcd2}", plane.etcd)
+    );
+
+    // Reset the second control plane: its member leaves, the first keeps a working cluster.
+    let mut reset = cp2.reset_args();
+    reset.extend(strings(&[
+        "--pki-dir",
+        &cp2.p("conf/pki"),
+        "--etcd-endpoint",
+        &format!("https://127.0.0.1:{etcd2}"),
+        "--skip-phases",
+        "nftables",
+    ]));
+    let out = dustkube(&reset);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("[reset] removed etcd member cp2"), "{text}");
+    assert!(
+        text.contains("[reset] stopped dustkube join (pid "),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == format!("[reset] removed {}", cp2.p("etcd-data"))),
+        "{text}"
+    );
+    assert!(
+        join.terminate(),
+        "join did not exit cleanly after reset stopped it"
+    );
+    assert_eq!(etcd_members(&plane.dir.join("pki"), plane.etcd), ["cp1"]);
+    kubectl_ok(
+        &admin,
+        &cache,
+        &["create", "configmap", "after", "--from-literal=k=v"],
+    );
+    let cfg = kubectl_ok(
+        &admin,
+        &cache,
+        &[
+            "get",
+            "cm",
+            "dustkube-config",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.etcdEndpoints}",
+        ],
+    );
+    assert_eq!(cfg, format!("https://127.0.0.1:{}", plane.etcd));
+    gone(&[cp2.dir.join("conf"), cp2.dir.join("etcd-data")]);
+
+    let out = dustkube(&plane.reset_args());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(init.terminate());
+}

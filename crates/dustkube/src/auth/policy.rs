@@ -2,7 +2,8 @@
 //! the kinds dustkube serves): ClusterRoles cluster-admin, admin, edit, view, system:node,
 //! system:node-bootstrapper, the node client certificate auto-approval roles, kubeadm:get-nodes,
 //! system:basic-user, system:discovery, system:public-info-viewer; their bindings; nodes' Leases
-//! in kube-node-lease; anonymous read access to kube-public's cluster-info. [`ensure`] creates
+//! in kube-node-lease; bootstrap tokens' read access to the shared certificates and the cluster
+//! config in kube-system; anonymous read access to kube-public's cluster-info. [`ensure`] creates
 //! what is absent at startup and never overwrites what an administrator changed.
 
 use anyhow::{anyhow, Result};
@@ -57,6 +58,9 @@ fn binding(
         "subjects": subjects,
     })
 }
+
+/// ConfigMap in kube-system describing the cluster for joining nodes (etcd endpoints).
+pub const CLUSTER_CONFIG: &str = "dustkube-config";
 
 /// ClusterRole allowing auto-approval of a bootstrap token's node client certificate request.
 pub const NODE_CLIENT_ROLE: &str =
@@ -370,7 +374,45 @@ pub fn namespaced() -> Vec<(&'static ResourceType, Value)> {
         &["leases"],
     );
     let lease_role = "system:node-lease";
+    // `join --control-plane` reads the encrypted shared certificates with its token; every
+    // join reads the cluster layout (etcd endpoints) — kubeadm's kubeadm-certs and
+    // kubeadm-config Roles.
+    let mut certs = Rule::resource(&["get"], &[""], &["secrets"]);
+    certs.resource_names = vec![crate::cmd::certkey::SECRET.into()];
+    let mut config = Rule::resource(&["get"], &[""], &["configmaps"]);
+    config.resource_names = vec![CLUSTER_CONFIG.into()];
+    let token_group = crate::cmd::bootstrap::DEFAULT_EXTRA_GROUP;
     vec![
+        (
+            &rbac::ROLE,
+            role("Role", "dustkube:certs", Some("kube-system"), &[certs]),
+        ),
+        (
+            &rbac::ROLE_BINDING,
+            binding(
+                "RoleBinding",
+                "dustkube:certs",
+                Some("kube-system"),
+                "Role",
+                "dustkube:certs",
+                &[("Group", token_group)],
+            ),
+        ),
+        (
+            &rbac::ROLE,
+            role("Role", "dustkube:config", Some("kube-system"), &[config]),
+        ),
+        (
+            &rbac::ROLE_BINDING,
+            binding(
+                "RoleBinding",
+                "dustkube:config",
+                Some("kube-system"),
+                "Role",
+                "dustkube:config",
+                &[("Group", token_group), ("Group", "system:nodes")],
+            ),
+        ),
         (
             &rbac::ROLE,
             role("Role", lease_role, Some("kube-node-lease"), &[leases]),

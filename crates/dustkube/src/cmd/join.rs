@@ -67,9 +67,18 @@ pub struct JoinArgs {
     /// Control plane: the address this node's etcd and server advertise [default: --node-ip].
     #[arg(long)]
     pub apiserver_advertise_address: Option<IpAddr>,
+    /// Control plane: address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub apiserver_bind_address: IpAddr,
     /// Control plane: API server port.
     #[arg(long, default_value_t = 6443)]
     pub apiserver_bind_port: u16,
+    /// Control plane: the service network (as given to `init`).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
+    /// Control plane: key algorithm of this host's new keys (rsa-2048, rsa-4096, ecdsa-p256).
+    #[arg(long, default_value = "rsa-2048")]
+    pub key_algorithm: String,
     /// Control plane: etcd client port.
     #[arg(long, default_value_t = 2379)]
     pub etcd_client_port: u16,
@@ -320,11 +329,11 @@ fn joined(a: &JoinArgs, node: &str) -> Result<Joined> {
 
 fn preflight_checks(a: &JoinArgs) -> Result<()> {
     preflight::validate_skips(&a.skip_preflight)?;
-    let mut checks = preflight::run(
-        &a.skip_preflight,
-        "0.0.0.0".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-        &[AGENT_PORT],
-    );
+    let mut ports = vec![AGENT_PORT];
+    if a.control_plane {
+        ports.extend([a.apiserver_bind_port, a.etcd_client_port, a.etcd_peer_port]);
+    }
+    let mut checks = preflight::run(&a.skip_preflight, IpAddr::from([0, 0, 0, 0]), &ports);
     if let (Some(sock), Some(c)) = (
         &a.cri_socket,
         checks
@@ -463,7 +472,7 @@ fn validate(a: &JoinArgs) -> Result<Token> {
     check_pin_format(&a.discovery_token_ca_cert_hash)?;
     if a.control_plane && a.certificate_key.is_none() {
         return Err(anyhow!(
-            "--control-plane needs --certificate-key (from `dustkube init --upload-certs` or `dustkube token create --certificate-key`)"
+            "--control-plane needs --certificate-key (from `dustkube init --upload-certs` or `dustkube token create --upload-certs`)"
         ));
     }
     Token::parse(&a.token)
@@ -504,10 +513,9 @@ pub async fn run(a: JoinArgs) -> Result<ExitCode> {
         ApiClient::new(&found.server, &found.ca_pem, None)?.with_bearer(&token.to_string());
     check_node_name(&client, &node, &token).await?;
 
+    let mut control_plane = None;
     if a.control_plane {
-        return Err(anyhow!(
-            "--control-plane: joining control planes is not supported yet"
-        ));
+        control_plane = Some(super::join_control_plane::prepare(&a, &node, &found, &token).await?);
     }
 
     let dir = &a.kubeconfig_dir;
@@ -557,7 +565,10 @@ pub async fn run(a: JoinArgs) -> Result<ExitCode> {
         boot_path.display()
     );
 
-    let supervisor: Option<Supervisor> = None;
+    let supervisor = match control_plane {
+        Some(plan) => super::join_control_plane::start(&a, plan).await?,
+        None => None,
+    };
 
     println!("\nThis node has joined the cluster:");
     println!(

@@ -109,24 +109,53 @@ async fn remove_etcd_member(a: &ResetArgs, r: &mut Report) {
     if !a.is_control_plane() || !a.data_dir.exists() {
         return;
     }
+    let mut etcd = match etcd_member::Etcd::connect(
+        std::slice::from_ref(&a.etcd_endpoint),
+        &a.pki_dir(),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            r.note(format!(
+                "warning: cannot reach etcd at {} ({e:#}); if other control planes exist, remove this member there with `etcdctl member remove`",
+                a.etcd_endpoint
+            ));
+            return;
+        }
+    };
     let result = async {
-        let mut etcd =
-            etcd_member::Etcd::connect(std::slice::from_ref(&a.etcd_endpoint), &a.pki_dir())
-                .await?;
         let me = etcd.local_member_id().await?;
         let members = etcd.members().await?;
-        let name = members
-            .iter()
-            .find(|m| m.id == me)
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let this = members.iter().find(|m| m.id == me).cloned();
+        let name = this.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         if members.len() <= 1 {
             return Ok::<_, anyhow::Error>(format!(
                 "etcd member {name} is the only member: its data goes with {}",
                 a.data_dir.display()
             ));
         }
-        etcd.remove(me).await?;
+        // etcd refuses to remove a member while the cluster is settling (a member added in
+        // the last seconds): retry for a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match etcd.remove(me).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline && format!("{e:#}").contains("unhealthy") => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // The next joins must not try this member's endpoint (best effort).
+        let urls = this.map(|m| m.client_urls).unwrap_or_default();
+        if let Ok(admin) =
+            super::client::ApiClient::from_kubeconfig(&a.kubeconfig_dir.join("super-admin.conf"))
+        {
+            if let Err(e) = super::join_control_plane::forget_endpoints(&admin, &urls).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot update the cluster config");
+            }
+        }
         Ok(format!(
             "removed etcd member {name} ({me:x}); {} member(s) remain",
             members.len() - 1
@@ -137,8 +166,7 @@ async fn remove_etcd_member(a: &ResetArgs, r: &mut Report) {
         Ok(line) if line.starts_with("removed") => r.did(line),
         Ok(line) => r.note(line),
         Err(e) => r.note(format!(
-            "warning: cannot reach etcd at {} ({e:#}); if other control planes exist, remove this member there with `etcdctl member remove`",
-            a.etcd_endpoint
+            "warning: cannot remove this host's etcd member ({e:#}); remove it on another control plane with `etcdctl member remove`"
         )),
     }
 }

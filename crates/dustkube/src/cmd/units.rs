@@ -69,6 +69,16 @@ impl Layout {
         url(IpAddr::V4([127, 0, 0, 1].into()), self.etcd_client_port)
     }
 
+    /// The etcd client URL other hosts use.
+    pub fn etcd_client_url(&self) -> String {
+        url(self.advertise, self.etcd_client_port)
+    }
+
+    /// The etcd peer URL.
+    pub fn etcd_peer_url(&self) -> String {
+        url(self.advertise, self.etcd_peer_port)
+    }
+
     /// etcd's flags: mTLS for clients and peers with the etcd CA, a single-member cluster.
     pub fn etcd_args(&self) -> Vec<String> {
         let mut client = vec![self.etcd_url()];
