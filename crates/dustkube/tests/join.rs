@@ -391,6 +391,27 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     );
     assert!(row.trim_end().ends_with("Approved,Issued"), "{row}");
 
+    // The agent's renewal: a new key and certificate through a CSR signed in with the node's
+    // own certificate (auto-approved as selfnodeclient).
+    let before = fs::read_to_string(node.kubelet_conf()).unwrap();
+    assert!(!dustkube::cmd::tls_bootstrap::renewal_due(&node.kubelet_conf()).unwrap());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dustkube::cmd::tls_bootstrap::renew_node_kubeconfig(
+            &node.kubelet_conf(),
+            node.name,
+        ))
+        .unwrap();
+    let after = fs::read_to_string(node.kubelet_conf()).unwrap();
+    assert_ne!(before, after, "kubelet.conf was not renewed");
+    check_node_credentials(&plane, &node, &cache);
+    let csrs = kubectl_ok(&plane.admin(), &cache, &["get", "csr"]);
+    assert!(
+        csrs.lines()
+            .any(|l| l.contains(" system:node:w1 ") && l.trim_end().ends_with("Approved,Issued")),
+        "{csrs}"
+    );
+
     // Joining again changes nothing.
     let before = fs::read_to_string(node.kubelet_conf()).unwrap();
     let again = dustkube(&node.join_args(&endpoint, &token, &hash));
@@ -400,6 +421,31 @@ fn join_bootstraps_a_node_and_reset_undoes_everything() {
     assert!(text.contains("nothing changed"), "{text}");
     assert!(!text.contains("[preflight]"), "{text}");
     assert_eq!(fs::read_to_string(node.kubelet_conf()).unwrap(), before);
+
+    // A name a Ready Node already has is refused.
+    let ready = node.dir.join("w9.json");
+    fs::write(
+        &ready,
+        r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"w9"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    )
+    .unwrap();
+    kubectl_ok(
+        &plane.admin(),
+        &cache,
+        &["create", "-f", ready.to_str().unwrap()],
+    );
+    let w9 = Node {
+        dir: tmp.path().join("w9"),
+        name: "w9",
+    };
+    let out = dustkube(&w9.join_args(&endpoint, &token, &hash));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("a Node named \"w9\" is Ready in the cluster already"),
+        "{err}"
+    );
+    assert!(!w9.kubelet_conf().exists());
 
     // A deleted token: cluster-info no longer carries its signature.
     let other = Node {
