@@ -116,7 +116,7 @@ pub fn issue(
 }
 
 /// A random positive 16-byte serial number (kubeadm uses random serials too).
-fn random_serial() -> Result<SerialNumber, String> {
+pub(crate) fn random_serial() -> Result<SerialNumber, String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")

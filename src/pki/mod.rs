@@ -8,6 +8,7 @@
 //!   validity, and whether a given CA signed it.
 //! - [`store`] is the directory: `ca.crt`/`ca.key`, `etcd/server.crt`, `sa.key`/`sa.pub`; atomic
 //!   writes, keys 0600, certs 0644.
+//! - [`csr`] makes, reads and signs certificate signing requests (node TLS bootstrap).
 //! - [`kubeconfig`] renders and parses the kubeconfig files with embedded certificates.
 //! - [`init`] plans and applies: keeps what is valid, re-issues what the inputs changed, creates
 //!   what is missing; [`renew`] re-issues leaves keeping their subject and SANs; [`check`] builds
@@ -16,6 +17,7 @@
 //! Nothing here parses flags or prints; the CLI (`duststack pki`) and `dustkube init` call it.
 
 pub mod check;
+pub mod csr;
 pub mod hash;
 pub mod info;
 pub mod init;

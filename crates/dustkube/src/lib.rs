@@ -9,8 +9,10 @@
 //! - [`auth`]: X.509 client-certificate users and the authorization seam.
 //! - [`controllers`]: the control loops (leader-elected) that run inside the server.
 //! - [`server`]: TLS listener, health, graceful shutdown, etcd compaction (`dustkube server`).
+//! - [`agent`]: the node agent (today: the Service data path, [`agent::proxy`]).
 //! - [`cmd`]: the other verbs (`init`, `token`, `certs`) and what they share.
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cmd;

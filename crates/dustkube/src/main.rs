@@ -1,4 +1,4 @@
-//! The `dustkube` command: `server`, `init`, `token`, `certs` (`join` comes with the node agent).
+//! The `dustkube` command: `server`, `init`, `join`, `reset`, `token`, `certs`.
 
 use std::process::ExitCode;
 
@@ -20,6 +20,10 @@ enum Command {
     Server(dustkube::server::ServerArgs),
     /// Set up a control plane on this host: preflight, PKI, etcd + server, bootstrap token.
     Init(cmd::init::InitArgs),
+    /// Join this host to a cluster: discovery, TLS bootstrap, node agent.
+    Join(cmd::join::JoinArgs),
+    /// Undo init/join on this host: units, pods, network rules, files.
+    Reset(cmd::reset::ResetArgs),
     /// Manage bootstrap tokens (create, list, delete).
     Token(cmd::token::TokenArgs),
     /// Check certificate expiry and renew certificates.
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Init(args) => cmd::init::run(args).await,
+            Command::Join(args) => cmd::join::run(args).await,
+            Command::Reset(args) => cmd::reset::run(args).await,
             Command::Token(args) => cmd::token::run(args).await,
             Command::Certs(args) => cmd::certs::run(&args),
         }

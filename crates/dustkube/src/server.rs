@@ -99,6 +99,16 @@ pub struct ServerArgs {
     /// tolerationSeconds of the unreachable:NoExecute toleration pods get by default.
     #[arg(long, default_value_t = 300)]
     pub default_unreachable_toleration_seconds: i64,
+    /// CA certificate that signs approved CertificateSigningRequests (kube-controller-manager's
+    /// flag; unset: requests are approved but not signed).
+    #[arg(long, requires = "cluster_signing_key_file")]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// Private key of `--cluster-signing-cert-file`.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// Longest validity of a signed certificate (e.g. 8760h).
+    #[arg(long, default_value = "8760h")]
+    pub cluster_signing_duration: String,
 }
 
 /// Parses a Go-style duration made of `<number><unit>` parts (`ms`, `s`, `m`, `h`): `40s`,
@@ -328,6 +338,24 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         identity.clone(),
         advertise,
     ));
+    if let (Some(cert), Some(key)) = (
+        &args.cluster_signing_cert_file,
+        &args.cluster_signing_key_file,
+    ) {
+        let duration = crate::cmd::bootstrap::parse_ttl(&args.cluster_signing_duration)
+            .ok()
+            .flatten()
+            .and_then(|d| d.to_std().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "--cluster-signing-duration: '{}' is not a positive duration (e.g. 8760h)",
+                    args.cluster_signing_duration
+                )
+            })?;
+        crate::controllers::csr_signer::configure(
+            crate::controllers::csr_signer::SigningCa::from_files(cert, key, duration)?,
+        );
+    }
     if args.controllers {
         let config = controller_config(&args)?;
         tokio::spawn(crate::controllers::run(state.clone(), identity, config));

@@ -48,6 +48,8 @@ fn init_args(dir: &Path, ports: &Ports) -> Vec<String> {
         &d("etcd-data"),
         "--log-dir",
         &d("logs"),
+        "--run-dir",
+        &d("run"),
         "--key-algorithm",
         "ecdsa-p256",
         "--skip-preflight",

@@ -221,7 +221,9 @@ fn tokens(admin: &Kubectl, dir: &Path, pki: &Path, server: &str) {
         "spec": {
             "request": b64(csr_pem.as_bytes()),
             "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-            "usages": ["digital signature", "client auth"],
+            // "server auth" keeps the controllers from auto-approving it (not a node client
+            // certificate request), so it stays Pending until the admin approves it.
+            "usages": ["digital signature", "client auth", "server auth"],
             "username": "someone-else",
         }
     })

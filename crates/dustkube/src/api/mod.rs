@@ -11,6 +11,7 @@ pub mod binding;
 pub mod deletion;
 pub mod discovery;
 pub mod eviction;
+pub mod nodeport;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

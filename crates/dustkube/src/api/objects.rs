@@ -672,6 +672,9 @@ async fn prepare_create(state: &AppState, t: &Target, mut obj: Value) -> Result<
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
     }
+    if rt.plural == "services" {
+        super::nodeport::allocate_node_ports(state, &mut obj, None).await?;
+    }
     let errs = validate(rt, &obj);
     if !errs.is_empty() {
         return Err(ApiError::invalid(rt, name_of(&obj), &errs));
@@ -856,6 +859,7 @@ pub async fn write_update(
                 new["spec"][f] = v.clone();
             }
         }
+        super::nodeport::allocate_node_ports(state, &mut new, Some(&old_obj)).await?;
     }
     let mut errs = validate(rt, &new);
     errs.extend(deletion::new_finalizers_error(&old_obj, &new));

@@ -1,7 +1,9 @@
 //! The default RBAC policy every cluster starts with (Kubernetes' bootstrap policy, reduced to
 //! the kinds dustkube serves): ClusterRoles cluster-admin, admin, edit, view, system:node,
-//! system:node-bootstrapper, system:basic-user, system:discovery, system:public-info-viewer;
-//! their bindings; and anonymous read access to kube-public's cluster-info. [`ensure`] creates
+//! system:node-bootstrapper, the node client certificate auto-approval roles, kubeadm:get-nodes,
+//! system:basic-user, system:discovery, system:public-info-viewer; their bindings; nodes' Leases
+//! in kube-node-lease; bootstrap tokens' read access to the shared certificates and the cluster
+//! config in kube-system; anonymous read access to kube-public's cluster-info. [`ensure`] creates
 //! what is absent at startup and never overwrites what an administrator changed.
 
 use anyhow::{anyhow, Result};
@@ -55,6 +57,43 @@ fn binding(
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
         "subjects": subjects,
     })
+}
+
+/// ConfigMap in kube-system describing the cluster for joining nodes (etcd endpoints).
+pub const CLUSTER_CONFIG: &str = "dustkube-config";
+
+/// ClusterRole allowing auto-approval of a bootstrap token's node client certificate request.
+pub const NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+/// ClusterRole allowing auto-approval of a node's renewal of its own client certificate.
+pub const SELF_NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+
+/// What a node's agent (kubelet + kube-proxy) does with the API, bound to `system:nodes`.
+/// Without a Node authorizer these are not limited to the node's own objects; nodes do not
+/// create pods (no mirror pods).
+fn node_rules() -> Vec<Rule> {
+    vec![
+        Rule::resource(&["create", "get", "list", "watch"], &[""], &["nodes"]),
+        Rule::resource(&["patch", "update"], &[""], &["nodes", "nodes/status"]),
+        Rule::resource(READ, &[""], &["pods", "services", "endpoints"]),
+        Rule::resource(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        Rule::resource(&["patch", "update"], &[""], &["pods/status"]),
+        Rule::resource(&["delete"], &[""], &["pods"]),
+        Rule::resource(&["create", "patch", "update"], &[""], &["events"]),
+        Rule::resource(
+            &["create", "patch", "update"],
+            &["events.k8s.io"],
+            &["events"],
+        ),
+        Rule::resource(READ, &[""], &["configmaps", "secrets"]),
+        Rule::resource(&["create"], &[""], &["serviceaccounts/token"]),
+        Rule::resource(
+            &["create", "get", "list", "watch"],
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests"],
+        ),
+    ]
 }
 
 /// What `view` may read (no Secrets, like Kubernetes).
@@ -205,28 +244,7 @@ pub fn cluster_roles() -> Vec<Value> {
         cr("admin", &admin_rules()),
         cr("edit", &edit_rules()),
         cr("view", &view_rules()),
-        cr(
-            "system:node",
-            &[
-                Rule::resource(&["create", "get", "list", "watch"], &[""], &["nodes"]),
-                Rule::resource(&["patch", "update"], &[""], &["nodes", "nodes/status"]),
-                Rule::resource(READ, &[""], &["pods", "services", "endpoints"]),
-                Rule::resource(&["patch", "update"], &[""], &["pods/status"]),
-                Rule::resource(&["create", "delete"], &[""], &["pods"]),
-                Rule::resource(&["create", "patch", "update"], &[""], &["events"]),
-                Rule::resource(&["get", "list", "watch"], &[""], &["configmaps", "secrets"]),
-                Rule::resource(
-                    &["create", "delete", "get", "patch", "update"],
-                    &["coordination.k8s.io"],
-                    &["leases"],
-                ),
-                Rule::resource(
-                    &["create", "get", "list", "watch"],
-                    &["certificates.k8s.io"],
-                    &["certificatesigningrequests"],
-                ),
-            ],
-        ),
+        cr("system:node", &node_rules()),
         cr(
             "system:node-bootstrapper",
             &[Rule::resource(
@@ -234,6 +252,29 @@ pub fn cluster_roles() -> Vec<Value> {
                 &["certificates.k8s.io"],
                 &["certificatesigningrequests"],
             )],
+        ),
+        // Auto-approval of node client certificates (csr_signer asks RBAC, like Kubernetes'
+        // SubjectAccessReview): a bootstrap token's first request, a node's renewal.
+        cr(
+            NODE_CLIENT_ROLE,
+            &[Rule::resource(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cr(
+            SELF_NODE_CLIENT_ROLE,
+            &[Rule::resource(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
+        // `join` refuses a node name that a Ready Node already has (kubeadm:get-nodes).
+        cr(
+            "kubeadm:get-nodes",
+            &[Rule::resource(&["get"], &[""], &["nodes"])],
         ),
         cr(
             "system:basic-user",
@@ -301,15 +342,92 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:node-bootstrapper",
             &[("Group", "system:bootstrappers")],
         ),
+        crb(
+            "kubeadm:node-autoapprove-bootstrap",
+            NODE_CLIENT_ROLE,
+            &[("Group", "system:bootstrappers")],
+        ),
+        crb(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            SELF_NODE_CLIENT_ROLE,
+            &[("Group", "system:nodes")],
+        ),
+        crb(
+            "kubeadm:get-nodes",
+            "kubeadm:get-nodes",
+            &[("Group", "system:bootstrappers")],
+        ),
     ]
 }
 
-/// Namespaced defaults: anonymous `get` of kube-public's cluster-info ConfigMap.
+/// Namespaced defaults: anonymous `get` of kube-public's cluster-info ConfigMap; nodes'
+/// heartbeat Leases in kube-node-lease.
 pub fn namespaced() -> Vec<(&'static ResourceType, Value)> {
     let mut r = Rule::resource(&["get"], &[""], &["configmaps"]);
     r.resource_names = vec!["cluster-info".into()];
     let name = "kubeadm:bootstrap-signer-clusterinfo";
+    let leases = Rule::resource(
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
+        &["coordination.k8s.io"],
+        &["leases"],
+    );
+    let lease_role = "system:node-lease";
+    // `join --control-plane` reads the encrypted shared certificates with its token; every
+    // join reads the cluster layout (etcd endpoints) — kubeadm's kubeadm-certs and
+    // kubeadm-config Roles.
+    let mut certs = Rule::resource(&["get"], &[""], &["secrets"]);
+    certs.resource_names = vec![crate::cmd::certkey::SECRET.into()];
+    let mut config = Rule::resource(&["get"], &[""], &["configmaps"]);
+    config.resource_names = vec![CLUSTER_CONFIG.into()];
+    let token_group = crate::cmd::bootstrap::DEFAULT_EXTRA_GROUP;
     vec![
+        (
+            &rbac::ROLE,
+            role("Role", "dustkube:certs", Some("kube-system"), &[certs]),
+        ),
+        (
+            &rbac::ROLE_BINDING,
+            binding(
+                "RoleBinding",
+                "dustkube:certs",
+                Some("kube-system"),
+                "Role",
+                "dustkube:certs",
+                &[("Group", token_group)],
+            ),
+        ),
+        (
+            &rbac::ROLE,
+            role("Role", "dustkube:config", Some("kube-system"), &[config]),
+        ),
+        (
+            &rbac::ROLE_BINDING,
+            binding(
+                "RoleBinding",
+                "dustkube:config",
+                Some("kube-system"),
+                "Role",
+                "dustkube:config",
+                &[("Group", token_group), ("Group", "system:nodes")],
+            ),
+        ),
+        (
+            &rbac::ROLE,
+            role("Role", lease_role, Some("kube-node-lease"), &[leases]),
+        ),
+        (
+            &rbac::ROLE_BINDING,
+            binding(
+                "RoleBinding",
+                lease_role,
+                Some("kube-node-lease"),
+                "Role",
+                lease_role,
+                &[("Group", "system:nodes")],
+            ),
+        ),
         (&rbac::ROLE, role("Role", name, Some("kube-public"), &[r])),
         (
             &rbac::ROLE_BINDING,

@@ -1,5 +1,6 @@
 //! A small HTTPS client for the verbs: one HTTP/1.1 connection per request, the server verified
-//! against the cluster CA, the caller identified by a kubeconfig's client certificate.
+//! against the cluster CA (or, for `join`'s discovery only, not at all), the caller identified by
+//! a kubeconfig's client certificate or a bearer token (bootstrap token).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,55 @@ use tokio_rustls::TlsConnector;
 use duststack::pki::kubeconfig::Kubeconfig;
 use duststack::pki::spec::Endpoint;
 
+/// Accepts every server certificate (signatures of the handshake are still checked).
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// How long one request may take, connection included.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -30,6 +80,7 @@ pub struct ApiClient {
     pub server: String,
     endpoint: Endpoint,
     tls: Arc<rustls::ClientConfig>,
+    bearer: Option<String>,
 }
 
 /// A response: status code and body (JSON when it parses, else a JSON string).
@@ -102,7 +153,38 @@ impl ApiClient {
             server: server.trim_end_matches('/').to_string(),
             endpoint,
             tls: Arc::new(tls),
+            bearer: None,
         })
+    }
+
+    /// An anonymous client that accepts any server certificate: only for reading data whose
+    /// integrity is checked otherwise (cluster-info, signed with the bootstrap token).
+    pub fn unverified(server: &str) -> Result<Self> {
+        let authority = server
+            .strip_prefix("https://")
+            .ok_or_else(|| anyhow!("{server}: only https:// servers are supported"))?
+            .trim_end_matches('/');
+        let endpoint = Endpoint::parse(authority).map_err(|e| anyhow!("{server}: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            server: server.trim_end_matches('/').to_string(),
+            endpoint,
+            tls: Arc::new(tls),
+            bearer: None,
+        })
+    }
+
+    /// The same client sending `Authorization: Bearer <token>` (a bootstrap token).
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
     }
 
     /// A client with the cluster, CA and user of a kubeconfig file.
@@ -143,7 +225,11 @@ impl ApiClient {
             Some(v) => Bytes::from(serde_json::to_vec(v)?),
             None => Bytes::new(),
         };
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder();
+        if let Some(token) = &self.bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
             .method(method)
             .uri(path)
             .header(header::HOST, format!("{host}:{}", self.endpoint.port))

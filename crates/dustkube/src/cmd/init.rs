@@ -83,9 +83,20 @@ pub struct InitArgs {
     /// Extra flags for `dustkube server` (e.g. `--server-arg=--etcd-compaction-interval=60`).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Where the pid file of the supervising process goes (`dustkube reset` reads it).
+    #[arg(long, default_value = units::RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// Upload the shared certificates (encrypted) for `join --control-plane` and print the
+    /// certificate key that decrypts them.
+    #[arg(long)]
+    pub upload_certs: bool,
+    /// The certificate key for `--upload-certs` (64 hex digits) [default: random].
+    #[arg(long)]
+    pub certificate_key: Option<String>,
 }
 
-fn host_name() -> String {
+/// This host's name, lower-cased (the default node name).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_ascii_lowercase())
         .ok()
@@ -94,7 +105,7 @@ fn host_name() -> String {
 }
 
 /// The source address of the default route (a UDP "connect" sends nothing).
-fn default_address() -> IpAddr {
+pub fn default_address() -> IpAddr {
     UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
             s.connect("192.0.2.1:9")?;
@@ -146,6 +157,7 @@ fn plan(a: &InitArgs) -> Result<Plan> {
         etcd_binary: a.etcd_binary.clone(),
         dustkube_binary,
         server_extra: a.server_args.clone(),
+        etcd_initial_cluster: None,
     };
     let server = spec.server_url();
     Ok(Plan {
@@ -162,7 +174,8 @@ async fn live_plane(a: &InitArgs, server: &str) -> Option<String> {
     client.ready().await.then(|| server.to_string())
 }
 
-fn wait_for_port(ip: IpAddr, port: u16, timeout: Duration) -> bool {
+/// Whether something listens on `ip:port` within `timeout`.
+pub fn wait_for_port(ip: IpAddr, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(500)).is_ok() {
@@ -173,7 +186,8 @@ fn wait_for_port(ip: IpAddr, port: u16, timeout: Duration) -> bool {
     false
 }
 
-async fn wait_ready(client: &ApiClient, timeout: Duration) -> bool {
+/// Whether the server answers /readyz within `timeout`.
+pub async fn wait_ready(client: &ApiClient, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if client.ready().await {
@@ -215,9 +229,28 @@ fn start_children(a: &InitArgs, l: &Layout) -> Result<Supervisor> {
     Ok(sup)
 }
 
+/// The cluster layout joining nodes read (kubeadm's kubeadm-config): the control-plane
+/// endpoint and the etcd client URLs.
+pub fn cluster_config(server: &str, etcd_endpoints: &[String]) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": crate::auth::policy::CLUSTER_CONFIG, "namespace": "kube-system"},
+        "data": {
+            "controlPlaneEndpoint": server,
+            "etcdEndpoints": etcd_endpoints.join(","),
+        },
+    })
+}
+
 /// The cluster objects kubeadm creates after the control plane is up. Idempotent except for
 /// the new bootstrap token.
-async fn cluster_objects(a: &InitArgs, client: &ApiClient, ca_pem: &str) -> Result<Token> {
+async fn cluster_objects(
+    a: &InitArgs,
+    l: &Layout,
+    client: &ApiClient,
+    ca_pem: &str,
+) -> Result<Token> {
     // admin.conf's group gets cluster-admin (kubeadm's binding); absent RBAC API: nothing to do.
     let crb = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -265,6 +298,32 @@ async fn cluster_objects(a: &InitArgs, client: &ApiClient, ca_pem: &str) -> Resu
         409 => println!("[bootstrap] cluster-info exists in kube-public"),
         _ if r.ok() => println!("[bootstrap] created cluster-info in kube-public"),
         s => return Err(anyhow!("creating {CLUSTER_INFO_PATH}: {s} {}", r.message())),
+    }
+
+    let cfg = cluster_config(&client.server, &[l.etcd_client_url()]);
+    let r = client
+        .request(
+            "POST",
+            "/api/v1/namespaces/kube-system/configmaps",
+            Some(&cfg),
+        )
+        .await?;
+    match r.status {
+        409 => println!(
+            "[upload-config] {} exists in kube-system",
+            crate::auth::policy::CLUSTER_CONFIG
+        ),
+        _ if r.ok() => println!(
+            "[upload-config] created {} in kube-system",
+            crate::auth::policy::CLUSTER_CONFIG
+        ),
+        s => {
+            return Err(anyhow!(
+                "creating {}: {s} {}",
+                crate::auth::policy::CLUSTER_CONFIG,
+                r.message()
+            ))
+        }
     }
 
     let tok = match &a.token {
@@ -338,6 +397,10 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
         }
         supervisor = Some(start_children(&a, &p.layout)?);
     }
+    let _pid_file = match &supervisor {
+        Some(_) => Some(units::PidFile::create(&a.run_dir, "dustkube-init")?),
+        None => None,
+    };
 
     let result = async {
         let client = ApiClient::from_kubeconfig(&a.kubeconfig_dir.join("super-admin.conf"))?;
@@ -350,11 +413,25 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
         println!("[wait-control-plane] {} is ready", p.server);
         let ca_pem = std::fs::read_to_string(a.pki_dir.join("ca.crt"))
             .with_context(|| format!("{}/ca.crt", a.pki_dir.display()))?;
-        let tok = cluster_objects(&a, &client, &ca_pem).await?;
-        Ok(tok)
+        let tok = cluster_objects(&a, &p.layout, &client, &ca_pem).await?;
+        let mut key = None;
+        if a.upload_certs || a.certificate_key.is_some() {
+            let k = match &a.certificate_key {
+                Some(k) => k.clone(),
+                None => super::certkey::generate()?,
+            };
+            super::certkey::upload(&client, &a.pki_dir, &k).await?;
+            println!(
+                "[upload-certs] stored the shared certificates in {}/{}, encrypted with the certificate key:\n{k}",
+                super::certkey::NAMESPACE,
+                super::certkey::SECRET
+            );
+            key = Some(k);
+        }
+        Ok((tok, key))
     }
     .await;
-    let tok = match result {
+    let (tok, cert_key) = match result {
         Ok(t) => t,
         Err(e) => {
             if let Some(mut s) = supervisor {
@@ -371,6 +448,13 @@ pub async fn run(a: InitArgs) -> Result<ExitCode> {
         "  cp -i {} $HOME/.kube/config\n",
         a.kubeconfig_dir.join("admin.conf").display()
     );
+    if let Some(k) = &cert_key {
+        println!("To add control-plane nodes, run the following on each as root:\n");
+        println!(
+            "  {} --control-plane --certificate-key {k}\n",
+            token::join_command(&p.server, &tok, &report.ca_hash)
+        );
+    }
     println!("Then join any number of worker nodes by running the following on each as root:\n");
     println!(
         "  {}\n",

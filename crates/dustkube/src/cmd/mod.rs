@@ -10,10 +10,16 @@
 //! - [`init`], [`token`], [`certs`]: the verbs.
 
 pub mod bootstrap;
+pub mod certkey;
 pub mod certs;
 pub mod client;
+pub mod etcd_member;
 pub mod init;
+pub mod join;
+pub mod join_control_plane;
 pub mod preflight;
+pub mod reset;
 pub mod supervise;
+pub mod tls_bootstrap;
 pub mod token;
 pub mod units;

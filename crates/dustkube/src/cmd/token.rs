@@ -38,6 +38,17 @@ pub enum TokenCommand {
         /// Print the whole `dustkube join` command instead of the token.
         #[arg(long)]
         print_join_command: bool,
+        /// Upload the shared control-plane certificates (encrypted) for `join --control-plane`
+        /// under a new certificate key (printed), or under `--certificate-key`.
+        #[arg(long)]
+        upload_certs: bool,
+        /// The certificate key to encrypt the uploaded certificates with (64 hex digits); the
+        /// join command printed then includes `--control-plane --certificate-key`.
+        #[arg(long)]
+        certificate_key: Option<String>,
+        /// PKI directory the shared certificates are read from.
+        #[arg(long, default_value = "/etc/kubernetes/pki")]
+        cert_dir: PathBuf,
     },
     /// List bootstrap tokens (ID, TTL, EXPIRES, USAGES, DESCRIPTION, EXTRA GROUPS).
     List,
@@ -105,6 +116,13 @@ pub async fn sign_cluster_info(client: &ApiClient, token: &Token) -> Result<bool
     Ok(true)
 }
 
+/// What `token create` should do about the shared certificates.
+struct Upload<'a> {
+    wanted: bool,
+    key: Option<&'a str>,
+    cert_dir: &'a Path,
+}
+
 async fn create(
     client: &ApiClient,
     kubeconfig: &Path,
@@ -112,6 +130,7 @@ async fn create(
     ttl: &str,
     description: &str,
     print_join: bool,
+    upload: Upload<'_>,
 ) -> Result<()> {
     let ttl = bootstrap::parse_ttl(ttl)?;
     let token = match token {
@@ -122,13 +141,26 @@ async fn create(
     if !signed {
         eprintln!("warning: kube-public/cluster-info does not exist; the token cannot be used for discovery");
     }
+    let mut key = None;
+    if upload.wanted || upload.key.is_some() {
+        let k = match upload.key {
+            Some(k) => k.to_string(),
+            None => super::certkey::generate()?,
+        };
+        super::certkey::upload(client, upload.cert_dir, &k).await?;
+        key = Some(k);
+    }
     if print_join {
-        println!(
-            "{}",
-            join_command(&client.server, &token, &ca_hash_of(kubeconfig)?)
-        );
+        let mut cmd = join_command(&client.server, &token, &ca_hash_of(kubeconfig)?);
+        if let Some(k) = &key {
+            cmd.push_str(&format!(" --control-plane --certificate-key {k}"));
+        }
+        println!("{cmd}");
     } else {
         println!("{token}");
+        if let Some(k) = &key {
+            println!("certificate key: {k}");
+        }
     }
     Ok(())
 }
@@ -234,7 +266,15 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode> {
             ttl,
             description,
             print_join_command,
+            upload_certs,
+            certificate_key,
+            cert_dir,
         } => {
+            let upload = Upload {
+                wanted: *upload_certs,
+                key: certificate_key.as_deref(),
+                cert_dir,
+            };
             create(
                 &client,
                 &args.kubeconfig,
@@ -242,6 +282,7 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode> {
                 ttl,
                 description,
                 *print_join_command,
+                upload,
             )
             .await?
         }

@@ -10,6 +10,7 @@ pub mod api_result;
 pub mod apiserver;
 pub mod client;
 pub mod conditions;
+pub mod csr_signer;
 pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
@@ -68,6 +69,7 @@ fn spawn_all(client: &Client, config: &Config) -> Vec<tokio::task::JoinHandle<()
     };
     let mut tasks = vec![
         tokio::spawn(garbage_collector::run(client.clone())),
+        tokio::spawn(csr_signer::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
