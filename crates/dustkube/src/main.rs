@@ -1,4 +1,4 @@
-//! The `dustkube` command: `server`, `init`, `token`, `certs` (`join` comes with the node agent).
+//! The `dustkube` command: `server`, `init`, `token`, `certs`, `agent`, `images`.
 
 use std::process::ExitCode;
 
@@ -24,6 +24,10 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Check certificate expiry and renew certificates.
     Certs(cmd::certs::CertsArgs),
+    /// Run the node agent: register this Node and run its pods through the CRI.
+    Agent(dustkube::agent::AgentArgs),
+    /// The offline image bundle (busybox, pause) as docker-archive tarballs.
+    Images(dustkube::images::ImagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
             Command::Init(args) => cmd::init::run(args).await,
             Command::Token(args) => cmd::token::run(args).await,
             Command::Certs(args) => cmd::certs::run(&args),
+            Command::Agent(args) => dustkube::agent::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Images(args) => dustkube::images::run(&args).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

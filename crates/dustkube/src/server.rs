@@ -79,6 +79,12 @@ pub struct ServerArgs {
     /// Run the controllers (leader-elected through a Lease when several servers run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub controllers: bool,
+    /// Client certificate presented to node agents (pods/log, pods/exec).
+    #[arg(long, requires = "kubelet_client_key")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    pub kubelet_client_key: Option<PathBuf>,
 }
 
 /// The service-account verification keys named by the flags (the signing key is checked to
@@ -197,6 +203,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         &args.tls_private_key_file,
         &args.client_ca_file,
     )?;
+    if let (Some(cert), Some(key)) = (&args.kubelet_client_certificate, &args.kubelet_client_key) {
+        api::proxy::configure_kubelet_client(cert, key)?;
+    }
     let etcd = EtcdConfig {
         endpoints: args.etcd_servers.clone(),
         ca_file: args.etcd_cafile.clone(),
