@@ -28,7 +28,11 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
     let bits: u32 = bits.parse().unwrap();
     let a: std::net::Ipv4Addr = ip.parse().unwrap();
     let n: std::net::Ipv4Addr = net.parse().unwrap();
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     u32::from(a) & mask == u32::from(n) & mask
 }
 
@@ -62,6 +66,34 @@ spec:
 "#
     )
 }
+
+/// Probes: web-probed turns ready through an httpGet readiness probe; its liveness exec probe
+/// fails once /tmp/alive is removed, which restarts the container.
+const PROBED: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web-probed
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:musl
+    command: ["sh", "-c", "touch /tmp/alive; mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    ports:
+    - name: http
+      containerPort: 8080
+    readinessProbe:
+      httpGet:
+        path: /index.html
+        port: http
+      periodSeconds: 1
+    livenessProbe:
+      exec:
+        command: ["test", "-f", "/tmp/alive"]
+      periodSeconds: 1
+      failureThreshold: 2
+"#;
 
 fn get_json(k: &Kubectl, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -162,14 +194,21 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     for node in nodes.iter_mut() {
         let kc = dir.join(format!("kubelet-{}.conf", node.name));
         let user = format!("system:node:{}", node.name);
-        fs::write(&kc, user_kubeconfig(&pki, &server_url, &user, &["system:nodes"])).unwrap();
+        fs::write(
+            &kc,
+            user_kubeconfig(&pki, &server_url, &user, &["system:nodes"]),
+        )
+        .unwrap();
         node.start_agent(&kc, &[]);
     }
 
     // Registration; pod CIDRs from the IPAM controller, or set here when it has not landed.
     for (i, node) in nodes.iter().enumerate() {
         wait_for(30, &format!("{} registered", node.name), || {
-            k.run(&["get", "node", &node.name]).status.success().then_some(())
+            k.run(&["get", "node", &node.name])
+                .status
+                .success()
+                .then_some(())
         });
         std::thread::sleep(Duration::from_secs(2));
         let n = get_json(&k, &["get", "node", &node.name]);
@@ -188,10 +227,16 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         (ready == 2).then_some(())
     });
     let wide = k.ok(&["get", "nodes", "-o", "wide"]);
-    assert!(wide.contains("10.99.0.11") && wide.contains("10.99.0.12"), "{wide}");
+    assert!(
+        wide.contains("10.99.0.11") && wide.contains("10.99.0.12"),
+        "{wide}"
+    );
     assert!(wide.contains("containerd://1.6"), "{wide}");
     let leases = k.ok(&["get", "leases", "-n", "kube-node-lease"]);
-    assert!(leases.contains("node-1") && leases.contains("node-2"), "{leases}");
+    assert!(
+        leases.contains("node-1") && leases.contains("node-2"),
+        "{leases}"
+    );
 
     // One web server per node, and a crashing container.
     let web = "echo started $POD_NAME at $POD_IP; mkdir -p /www; echo hello-from-$POD_NAME > /www/index.html; exec httpd -f -p 8080 -h /www";
@@ -202,6 +247,7 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             pod_yaml("web-1", "node-1", web, "Always"),
             pod_yaml("web-2", "node-2", web, "Always"),
             pod_yaml("crasher", "node-1", "echo crashing; exit 3", "Always"),
+            PROBED.to_string(),
         ]
         .join("---\n"),
     )
@@ -211,14 +257,28 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     let web2 = wait_running(&k, "web-2", 120);
     let pods_table = k.ok(&["get", "pods", "-o", "wide"]);
     assert!(pods_table.contains("1/1"), "{pods_table}");
-    let ip1 = web1.pointer("/status/podIP").and_then(Value::as_str).unwrap().to_string();
-    let ip2 = web2.pointer("/status/podIP").and_then(Value::as_str).unwrap().to_string();
+    let ip1 = web1
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    let ip2 = web2
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
     for (node, ip) in [(1u8, &ip1), (2u8, &ip2)] {
         let n = get_json(&k, &["get", "node", &format!("node-{node}")]);
         let cidr = n.pointer("/spec/podCIDR").and_then(Value::as_str).unwrap();
-        assert!(in_cidr(ip, cidr), "pod IP {ip} outside node-{node}'s {cidr}");
+        assert!(
+            in_cidr(ip, cidr),
+            "pod IP {ip} outside node-{node}'s {cidr}"
+        );
     }
-    assert_eq!(web1.pointer("/status/hostIP").and_then(Value::as_str), Some("10.99.0.11"));
+    assert_eq!(
+        web1.pointer("/status/hostIP").and_then(Value::as_str),
+        Some("10.99.0.11")
+    );
     let cid1 = web1
         .pointer("/status/containerStatuses/0/containerID")
         .and_then(Value::as_str)
@@ -230,7 +290,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     let fetch = format!("curl -sf -m 5 http://{ip1}:8080/");
     let got = wait_for(30, "web-1 reachable from node-2", || {
         let out = nodes[1].sh(&fetch);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert_eq!(got.trim(), "hello-from-web-1");
 
@@ -243,7 +305,16 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         assert!(tail.starts_with("started web-2"), "{tail}");
         let host = kc.ok(&["exec", "web-1", "--", "cat", "/etc/hostname"]);
         assert_eq!(host.trim(), "web-1");
-        let env = kc.ok(&["exec", "web-2", "-c", "main", "--", "sh", "-c", "echo $POD_NAME"]);
+        let env = kc.ok(&[
+            "exec",
+            "web-2",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "echo $POD_NAME",
+        ]);
         assert_eq!(env.trim(), "web-2");
     }
 
@@ -266,6 +337,27 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     let crash_logs = k.ok(&["logs", "crasher", "--previous"]);
     assert_eq!(crash_logs.trim(), "crashing");
 
+    // Probes: ready through httpGet; a failing liveness probe restarts the container.
+    let probed = wait_running(&k, "web-probed", 60);
+    assert_eq!(
+        probed
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["status"].clone()),
+        Some(serde_json::json!("True"))
+    );
+    let flavor = k.ok(&["exec", "web-probed", "--", "cat", "/etc/busybox-flavor"]);
+    assert_eq!(flavor.trim(), "musl");
+    k.ok(&["exec", "web-probed", "--", "rm", "/tmp/alive"]);
+    wait_for(60, "web-probed restarted by its liveness probe", || {
+        let row = pod_row(&k, "web-probed");
+        (row.len() >= 4 && row[3] != "0").then_some(())
+    });
+    wait_running(&k, "web-probed", 60);
+
     // Deleting a pod stops its containers.
     let cid2 = web2
         .pointer("/status/containerStatuses/0/containerID")
@@ -273,10 +365,17 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         .unwrap()
         .trim_start_matches("containerd://")
         .to_string();
-    assert!(nodes[1].tasks().iter().any(|(id, st)| *id == cid2 && st == "RUNNING"));
+    assert!(nodes[1]
+        .tasks()
+        .iter()
+        .any(|(id, st)| *id == cid2 && st == "RUNNING"));
     k.ok(&["delete", "pod", "web-2", "--wait=true", "--timeout=60s"]);
     wait_for(30, "web-2's container gone", || {
-        (!nodes[1].tasks().iter().any(|(id, st)| *id == cid2 && st == "RUNNING")).then_some(())
+        (!nodes[1]
+            .tasks()
+            .iter()
+            .any(|(id, st)| *id == cid2 && st == "RUNNING"))
+        .then_some(())
     });
     assert!(k.run(&["get", "pod", "web-2"]).status.code() == Some(1));
 
@@ -287,7 +386,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     std::thread::sleep(Duration::from_secs(6));
     let again = wait_running(&k, "web-1", 60);
     assert_eq!(
-        again.pointer("/status/containerStatuses/0/containerID").and_then(Value::as_str),
+        again
+            .pointer("/status/containerStatuses/0/containerID")
+            .and_then(Value::as_str),
         Some(format!("containerd://{cid1}").as_str()),
         "the restarted agent recreated web-1"
     );
@@ -296,12 +397,21 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     // the status catches up when the server is back.
     assert!(cluster.server.take().unwrap().terminate());
     std::thread::sleep(Duration::from_secs(3));
-    assert!(nodes[0].tasks().iter().any(|(id, st)| *id == cid1 && st == "RUNNING"));
+    assert!(nodes[0]
+        .tasks()
+        .iter()
+        .any(|(id, st)| *id == cid1 && st == "RUNNING"));
     let kill = nodes[0].ctr(&["tasks", "kill", "-s", "SIGKILL", &cid1]);
-    assert!(kill.status.success(), "{}", String::from_utf8_lossy(&kill.stderr));
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
     let fetched = wait_for(60, "web-1 restarted while the server is down", || {
         let out = nodes[1].sh(&fetch);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert_eq!(fetched.trim(), "hello-from-web-1");
     cluster.start_server("server-2.log");
@@ -324,6 +434,10 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     }
     std::thread::sleep(Duration::from_secs(5));
     let rss = rss_kib(nodes[1].agent_pid().unwrap());
-    eprintln!("agent RSS with 10 pods: {} KiB ({:.1} MiB)", rss, rss as f64 / 1024.0);
+    eprintln!(
+        "agent RSS with 10 pods: {} KiB ({:.1} MiB)",
+        rss,
+        rss as f64 / 1024.0
+    );
     assert!(rss > 0);
 }

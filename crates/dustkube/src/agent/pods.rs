@@ -51,11 +51,16 @@ impl Wanted {
         }
     }
 
-    fn snapshot(&self) -> Vec<Value> {
-        self.pods
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+    /// The pods and whether they come from a full list (read together: a pass must not
+    /// treat sandboxes as orphans against a snapshot taken before the first list).
+    fn snapshot(&self) -> (Vec<Value>, bool) {
+        match self.pods.lock() {
+            Ok(m) => (
+                m.values().cloned().collect(),
+                self.synced.load(Ordering::SeqCst),
+            ),
+            Err(_) => (Vec::new(), false),
+        }
     }
 
     fn apply(&self, kind: &str, pod: Value) {
@@ -80,8 +85,8 @@ impl Wanted {
     fn replace(&self, pods: Vec<Value>) {
         if let Ok(mut m) = self.pods.lock() {
             *m = pods.into_iter().map(|p| (pod_ids(&p).2, p)).collect();
+            self.synced.store(true, Ordering::SeqCst);
         }
-        self.synced.store(true, Ordering::SeqCst);
         self.notify.notify_one();
     }
 }
@@ -259,7 +264,7 @@ impl Reconciler {
 
     /// One pass over every wanted pod and every sandbox the runtime has.
     async fn pass(&mut self) -> Result<()> {
-        let pods = self.wanted.snapshot();
+        let (pods, synced) = self.wanted.snapshot();
         let managed = HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
         let sandboxes = self.agent.cri.sandboxes(managed.clone()).await?;
         let containers = self.agent.cri.containers(managed).await?;
@@ -301,7 +306,7 @@ impl Reconciler {
                 tracing::warn!(pod = %format!("{ns}/{name}"), error = %format!("{e:#}"), "pod sync failed");
             }
         }
-        if self.wanted.synced.load(Ordering::SeqCst) {
+        if synced {
             for (uid, sbs) in sb_by_uid {
                 if self.is_terminating(&uid) {
                     continue;

@@ -19,7 +19,10 @@ pub const LAB_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 
 /// Runs `ip` with `args`; panics on failure.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip (iproute2) is required");
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is required");
     assert!(
         out.status.success(),
         "ip {}: {}",
@@ -80,7 +83,15 @@ impl Lab {
         };
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         ip(&["-n", &ns, "link", "add", "dkbr0", "type", "bridge"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{LAB_IP}/24"), "dev", "dkbr0"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{LAB_IP}/24"),
+            "dev",
+            "dkbr0",
+        ]);
         ip(&["-n", &ns, "link", "set", "dkbr0", "up"]);
         lab
     }
@@ -154,17 +165,41 @@ impl Node {
         };
         let veth = format!("veth-{}-{n}", lab.tag.chars().take(6).collect::<String>());
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &lab.ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        ip(&[
+            "-n", &lab.ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+            &ns,
+        ]);
         ip(&["-n", &lab.ns, "link", "set", &veth, "master", "dkbr0", "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip_addr}/24"),
+            "dev",
+            "eth0",
+        ]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "route", "add", "default", "via", &LAB_IP.to_string()]);
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &LAB_IP.to_string(),
+        ]);
         node.start_containerd();
         for entry in fs::read_dir(images).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "tar") {
                 let out = node.ctr(&["images", "import", p.to_str().unwrap()]);
-                assert!(out.status.success(), "import {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "import {}: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         node
@@ -314,7 +349,8 @@ state = "{d}/containerd/state"
 
     /// The current agent log.
     pub fn agent_log(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("agent-{}.log", self.agent_starts))).unwrap_or_default()
+        fs::read_to_string(self.dir.join(format!("agent-{}.log", self.agent_starts)))
+            .unwrap_or_default()
     }
 
     /// Pids of containerd shims started for this node's containerd.
@@ -339,6 +375,17 @@ state = "{d}/containerd/state"
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for log in [
+                "containerd.log",
+                &format!("agent-{}.log", self.agent_starts),
+            ] {
+                let text = fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("--- {} {log} (last 40 lines) ---\n{tail}", self.name);
+            }
+        }
         self.stop_agent();
         // Kill every container (SIGKILL through containerd), then containerd, then its shims.
         for (id, _) in self.tasks() {
@@ -348,7 +395,9 @@ impl Drop for Node {
         let shims = self.shim_pids();
         self.containerd.take();
         for pid in shims {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         std::thread::sleep(Duration::from_millis(200));
         unmount_under(&self.dir);
@@ -381,7 +430,11 @@ pub fn build_images(dir: &Path) {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "images build: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "images build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `f` every 500 ms until it returns `Some` or `secs` pass (then panics with `what`).
