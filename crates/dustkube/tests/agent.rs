@@ -83,6 +83,17 @@ spec:
     ports:
     - name: http
       containerPort: 8080
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef:
+          name: probe-config
+          key: greeting
+    volumeMounts:
+    - name: config
+      mountPath: /config
+    - name: scratch
+      mountPath: /scratch
     readinessProbe:
       httpGet:
         path: /index.html
@@ -93,6 +104,12 @@ spec:
         command: ["test", "-f", "/tmp/alive"]
       periodSeconds: 1
       failureThreshold: 2
+  volumes:
+  - name: config
+    configMap:
+      name: probe-config
+  - name: scratch
+    emptyDir: {}
 "#;
 
 fn get_json(k: &Kubectl, args: &[&str]) -> Value {
@@ -252,6 +269,12 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         .join("---\n"),
     )
     .unwrap();
+    k.ok(&[
+        "create",
+        "configmap",
+        "probe-config",
+        "--from-literal=greeting=hi",
+    ]);
     k.ok(&["apply", "-f", manifests.to_str().unwrap()]);
     let web1 = wait_running(&k, "web-1", 120);
     let web2 = wait_running(&k, "web-2", 120);
@@ -336,6 +359,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     );
     let crash_logs = k.ok(&["logs", "crasher", "--previous"]);
     assert_eq!(crash_logs.trim(), "crashing");
+    // Following a container that exits ends with its output.
+    let followed = k.ok(&["logs", "-f", "crasher"]);
+    assert!(followed.contains("crashing"), "{followed}");
 
     // Probes: ready through httpGet; a failing liveness probe restarts the container.
     let probed = wait_running(&k, "web-probed", 60);
@@ -351,6 +377,15 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     );
     let flavor = k.ok(&["exec", "web-probed", "--", "cat", "/etc/busybox-flavor"]);
     assert_eq!(flavor.trim(), "musl");
+    let config = k.ok(&[
+        "exec",
+        "web-probed",
+        "--",
+        "sh",
+        "-c",
+        "cat /config/greeting; echo; echo $GREETING; touch /scratch/x && echo writable",
+    ]);
+    assert_eq!(config.trim(), "hi\nhi\nwritable");
     k.ok(&["exec", "web-probed", "--", "rm", "/tmp/alive"]);
     wait_for(60, "web-probed restarted by its liveness probe", || {
         let row = pod_row(&k, "web-probed");

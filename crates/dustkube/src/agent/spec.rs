@@ -364,7 +364,7 @@ fn dns(pod: &Value, cluster_dns: &[IpAddr], domain: &str) -> Option<cri::DnsConf
             }
         }
         "None" => cri::DnsConfig::default(),
-        _ if pod.pointer("/spec/dnsConfig").is_none() => return None,
+        // Default (and ClusterFirst without a cluster DNS): the runtime copies the host's.
         _ => return None,
     };
     if let Some(extra) = pod.pointer("/spec/dnsConfig") {
