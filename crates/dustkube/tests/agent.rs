@@ -318,6 +318,10 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert_eq!(got.trim(), "hello-from-web-1");
+    // Pod to pod across nodes: web-2 (node-2) fetches from web-1 (node-1).
+    let http = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip1} 8080");
+    let reply = k.ok(&["exec", "web-2", "--", "sh", "-c", &http]);
+    assert!(reply.contains("hello-from-web-1"), "{reply}");
 
     // Logs and exec, with both kubectl generations (1.33 falls back from WebSocket to SPDY).
     for bin in KUBECTLS {
