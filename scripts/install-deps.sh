@@ -38,6 +38,15 @@ command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=
 [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # etcd-client (dustkube) compiles etcd's .proto files at build time with protoc.
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# dustkube's node agent and its test: containerd (CRI) + runc, the CNI plugins (bridge,
+# host-local, portmap, loopback in /usr/lib/cni), a static busybox for the offline images, curl
+# and nsenter. (Debian 12 has no cri-tools; the test uses ctr.)
+command -v containerd >/dev/null 2>&1 || need_apt+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need_apt+=(containernetworking-plugins)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]}" >&2

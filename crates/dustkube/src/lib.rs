@@ -11,12 +11,15 @@
 //! - [`server`]: TLS listener, health, graceful shutdown, etcd compaction (`dustkube server`).
 //! - [`agent`]: the node agent (today: the Service data path, [`agent::proxy`]).
 //! - [`cmd`]: the other verbs (`init`, `token`, `certs`) and what they share.
+//! - [`agent`]: the node agent (`dustkube agent`): registers the Node, runs its pods through CRI.
+//! - [`images`]: the offline image bundle (`dustkube images build`).
 
 pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cmd;
 pub mod controllers;
+pub mod images;
 pub mod resources;
 pub mod server;
 pub mod storage;

@@ -1,4 +1,4 @@
-//! The `dustkube` command: `server`, `init`, `join`, `reset`, `token`, `certs`.
+//! The `dustkube` command: `server`, `init`, `join`, `reset`, `token`, `certs`, `agent`, `images`.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,10 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Check certificate expiry and renew certificates.
     Certs(cmd::certs::CertsArgs),
+    /// Run the node agent: register this Node and run its pods through the CRI.
+    Agent(dustkube::agent::AgentArgs),
+    /// The offline image bundle (busybox, pause) as docker-archive tarballs.
+    Images(dustkube::images::ImagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
             Command::Reset(args) => cmd::reset::run(args).await,
             Command::Token(args) => cmd::token::run(args).await,
             Command::Certs(args) => cmd::certs::run(&args),
+            Command::Agent(args) => dustkube::agent::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Images(args) => dustkube::images::run(&args).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -109,6 +109,12 @@ pub struct ServerArgs {
     /// Longest validity of a signed certificate (e.g. 8760h).
     #[arg(long, default_value = "8760h")]
     pub cluster_signing_duration: String,
+    /// Client certificate presented to node agents (pods/log, pods/exec).
+    #[arg(long, requires = "kubelet_client_key")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    pub kubelet_client_key: Option<PathBuf>,
 }
 
 /// Parses a Go-style duration made of `<number><unit>` parts (`ms`, `s`, `m`, `h`): `40s`,
@@ -303,6 +309,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         &args.tls_private_key_file,
         &args.client_ca_file,
     )?;
+    if let (Some(cert), Some(key)) = (&args.kubelet_client_certificate, &args.kubelet_client_key) {
+        api::proxy::configure_kubelet_client(cert, key)?;
+    }
     let etcd = EtcdConfig {
         endpoints: args.etcd_servers.clone(),
         ca_file: args.etcd_cafile.clone(),

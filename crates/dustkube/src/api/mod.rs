@@ -16,6 +16,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod proxy;
 pub mod reviews;
 pub mod scale;
 pub mod selectors;
@@ -109,6 +110,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/{version}/{*rest}", any(objects::core))
         .route("/apis/{group}/{version}/{*rest}", any(objects::grouped))
         .fallback(|req: Request| async move { ApiError::no_route(req.uri().path()) })
+        // pods/log|exec|attach go to the node agent (after authentication, before routing).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            proxy::intercept,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authn::authenticate,

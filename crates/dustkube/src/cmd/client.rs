@@ -204,7 +204,8 @@ impl ApiClient {
             .with_context(|| format!("{method} {}{path}", self.server))
     }
 
-    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+    /// One HTTP/1.1 connection to the server, its driver spawned.
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
         let host = self.endpoint.host.as_str();
         let tcp = TcpStream::connect((host, self.endpoint.port)).await?;
         let name = ServerName::try_from(host.to_string()).context("server name")?;
@@ -212,10 +213,40 @@ impl ApiClient {
             .connect(name, tcp)
             .await
             .context("TLS handshake")?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        Ok(send)
+    }
+
+    /// A GET whose body is read as it arrives (watches): only connecting and the response head
+    /// are under the timeout. Returns the status and the body.
+    pub async fn stream(&self, path: &str) -> Result<(u16, hyper::body::Incoming)> {
+        let open = async {
+            let mut send = self.connect().await?;
+            let req = hyper::Request::builder()
+                .method("GET")
+                .uri(path)
+                .header(
+                    header::HOST,
+                    format!("{}:{}", self.endpoint.host, self.endpoint.port),
+                )
+                .header(header::ACCEPT, "application/json")
+                .header(header::USER_AGENT, "dustkube")
+                .body(Full::new(Bytes::new()))?;
+            let resp = send.send_request(req).await?;
+            Ok::<_, anyhow::Error>((resp.status().as_u16(), resp.into_body()))
+        };
+        tokio::time::timeout(TIMEOUT, open)
+            .await
+            .map_err(|_| anyhow!("GET {}{path}: timed out", self.server))?
+            .with_context(|| format!("GET {}{path}", self.server))
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let host = self.endpoint.host.as_str();
+        let mut send = self.connect().await?;
         let content_type = if method == "PATCH" {
             "application/merge-patch+json"
         } else {

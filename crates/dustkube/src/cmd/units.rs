@@ -156,6 +156,12 @@ impl Layout {
             self.pki("ca.crt"),
             "--cluster-signing-key-file".into(),
             self.pki("ca.key"),
+            "--kubelet-client-certificate".into(),
+            self.pki("apiserver-kubelet-client.crt"),
+            "--kubelet-client-key".into(),
+            self.pki("apiserver-kubelet-client.key"),
+            "--advertise-address".into(),
+            self.advertise.to_string(),
         ];
         a.extend(self.server_extra.iter().cloned());
         a

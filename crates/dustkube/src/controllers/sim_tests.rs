@@ -30,6 +30,19 @@ fn node(name: &str) -> Value {
 async fn agent(c: &Client) {
     let (all, _) = c.list(&pods::TYPE, None, "").await.unwrap();
     for (i, p) in all.iter().enumerate() {
+        // A node agent finishes graceful deletions with a final zero-grace DELETE.
+        if !str_at(p, "/metadata/deletionTimestamp").is_empty() {
+            let ns = p.pointer("/metadata/namespace").and_then(Value::as_str);
+            c.delete(
+                &pods::TYPE,
+                ns,
+                crate::resources::name_of(p),
+                &json!({"gracePeriodSeconds": 0}),
+            )
+            .await
+            .unwrap();
+            continue;
+        }
         if str_at(p, "/spec/nodeName").is_empty() || conditions::status_of(p, "Ready") == "True" {
             continue;
         }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,11 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc { name, child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then waits up to 10 s; returns whether it exited cleanly.
@@ -160,7 +167,11 @@ pub fn start_server(
             .args(["--tls-private-key-file", &p("apiserver.key")])
             .args(["--client-ca-file", &p("ca.crt")])
             .args(["--secure-port", &api_port.to_string()])
-            .args(["--bind-address", "127.0.0.1"])
+            .args(if extra.contains(&"--bind-address") {
+                &[][..]
+            } else {
+                &["--bind-address", "127.0.0.1"][..]
+            })
             .args(extra),
         &log,
     );
