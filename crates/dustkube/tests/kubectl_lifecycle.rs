@@ -78,13 +78,6 @@ fn deployment(ns: &str, name: &str, replicas: u32) -> String {
     )
 }
 
-/// A ReplicaSet owned by `owner` (a Deployment with that uid), and an unbound pod it owns.
-fn owned_children(ns: &str, owner: &str, owner_uid: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {owner}-rs\n  namespace: {ns}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: Deployment\n    name: {owner}\n    uid: {owner_uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {owner}\n  template:\n    metadata:\n      labels:\n        app: {owner}\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.25\n"
-    )
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let f = dir.join(name);
     fs::write(&f, text).unwrap();
@@ -192,6 +185,26 @@ fn describe_diff_replace_edit(k: &Kubectl, dir: &Path, ns: &str) {
     );
 }
 
+/// The name of the one object of `kind` in `ns` whose controller ownerReference has `uid`.
+fn owned_by(k: &Kubectl, kind: &str, ns: &str, uid: &str) -> Option<String> {
+    let list = json_of(k, &["get", kind, "-n", ns]);
+    list["items"].as_array()?.iter().find_map(|o| {
+        let refs = o["metadata"]["ownerReferences"].as_array()?;
+        refs.iter()
+            .any(|r| r["uid"] == uid && r["controller"] == true)
+            .then(|| o["metadata"]["name"].as_str().unwrap_or("").to_string())
+    })
+}
+
+fn uid_of(k: &Kubectl, args: &[&str]) -> String {
+    json_of(k, args)["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Deployment → ReplicaSet → Pod chains made by the controllers (no node: the pod stays
+/// Pending), deleted with each cascade mode.
 fn cascades(k: &Kubectl, dir: &Path, ns: &str) {
     for (name, cascade) in [
         ("bg", "background"),
@@ -200,34 +213,23 @@ fn cascades(k: &Kubectl, dir: &Path, ns: &str) {
     ] {
         let d = write(dir, &format!("{ns}-{name}.yaml"), &deployment(ns, name, 1));
         k.ok(&["apply", "-f", &d]);
-        let uid = json_of(k, &["get", "deploy", name, "-n", ns])["metadata"]["uid"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let rs = write(
-            dir,
-            &format!("{ns}-{name}-rs.yaml"),
-            &owned_children(ns, name, &uid),
-        );
-        k.ok(&["apply", "-f", &rs]);
-        let rs_uid = json_of(k, &["get", "rs", &format!("{name}-rs"), "-n", ns])["metadata"]["uid"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        // A pod owned by the ReplicaSet: two levels of dependents.
-        let p = pod(ns, &format!("{name}-pod"), name, "nginx:1.25").replace(
-            "  labels:",
-            &format!("  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: {name}-rs\n    uid: {rs_uid}\n    controller: true\n    blockOwnerDeletion: true\n  labels:"),
-        );
-        let pf = write(dir, &format!("{ns}-{name}-pod.yaml"), &p);
-        k.ok(&["apply", "-f", &pf]);
+        let uid = uid_of(k, &["get", "deploy", name, "-n", ns]);
+        let mut rs_name = String::new();
+        eventually("the deployment's ReplicaSet", || {
+            owned_by(k, "rs", ns, &uid).map(|n| rs_name = n).is_some()
+        });
+        let rs_uid = uid_of(k, &["get", "rs", &rs_name, "-n", ns]);
+        let mut pod_name = String::new();
+        eventually("the ReplicaSet's pod", || {
+            owned_by(k, "pods", ns, &rs_uid)
+                .map(|n| pod_name = n)
+                .is_some()
+        });
 
         let cascade_flag = format!("--cascade={cascade}");
         let out = k.ok(&["delete", "deploy", name, "-n", ns, &cascade_flag]);
         assert_eq!(out.trim(), format!("deployment.apps \"{name}\" deleted"));
         assert!(gone(k, &["deploy", name, "-n", ns]));
-        let rs_name = format!("{name}-rs");
-        let pod_name = format!("{name}-pod");
         match cascade {
             "foreground" => {
                 // kubectl waited for the deployment, which waited for its dependents.
