@@ -3,11 +3,12 @@
 //! ([`reconcile::run_loop`]) over the in-process [`client::Client`]. Only the server holding the
 //! election Lease ([`leader`]) runs them: [`replicaset`], [`deployment`], [`scheduler`],
 //! [`node_lifecycle`], [`ipam`], [`endpoints`], [`serviceaccount`], [`garbage_collector`],
-//! [`namespace`]. Every server (leader or
-//! not) keeps the `kubernetes` Service through [`apiserver`].
+//! [`namespace`], [`csr_signer`], [`bootstrap_tokens`]. Every server (leader or not) keeps the
+//! `kubernetes` Service through [`apiserver`].
 
 pub mod api_result;
 pub mod apiserver;
+pub mod bootstrap_tokens;
 pub mod client;
 pub mod conditions;
 pub mod csr_signer;
@@ -70,6 +71,7 @@ fn spawn_all(client: &Client, config: &Config) -> Vec<tokio::task::JoinHandle<()
     let mut tasks = vec![
         tokio::spawn(garbage_collector::run(client.clone())),
         tokio::spawn(csr_signer::run(client.clone())),
+        tokio::spawn(bootstrap_tokens::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(replicaset::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
