@@ -16,6 +16,7 @@
 //! - [`probes`]: liveness/readiness/startup probes (exec, httpGet, tcpSocket).
 //! - [`server`]: the HTTPS endpoint (`/containerLogs`, `/exec`, `/attach`) the API server proxies to.
 //! - [`logs`]: the CRI log format.
+//! - [`rotation`]: renewal of the node's client certificate before it expires.
 //! - [`proxy`]: the Service data path in nftables (kube-proxy's job); [`services`] keeps it
 //!   current from the Services and Endpoints.
 
@@ -27,6 +28,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod proxy;
+pub mod rotation;
 pub mod server;
 pub mod services;
 pub mod spec;
@@ -169,8 +171,12 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     tokio::spawn(cni::run(agent.clone()));
     tokio::spawn(pods::run(agent.clone()));
     tokio::spawn(services::run(agent.clone()));
-    crate::server::shutdown_signal().await;
-    tracing::info!("agent stopping; pods keep running");
+    let renewed = rotation::until_renewed(agent.args.kubeconfig.clone(), agent.node_name.clone());
+    tokio::select! {
+        _ = crate::server::shutdown_signal() => tracing::info!("agent stopping; pods keep running"),
+        // The new certificate is read at start: exit so the supervisor starts us again.
+        _ = renewed => tracing::info!("restarting with the renewed certificate; pods keep running"),
+    }
     server.abort();
     Ok(())
 }
