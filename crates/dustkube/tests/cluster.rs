@@ -334,6 +334,21 @@ fn agent_log(node: &Node) -> String {
     fs::read_to_string(node.dir.join("logs/dustkube-agent.log")).unwrap_or_default()
 }
 
+/// Prints the warnings and errors of a log (diagnosis; the outcomes are asserted elsewhere).
+fn print_warnings(what: &str, log: &Path) {
+    let log = fs::read_to_string(log).unwrap_or_default();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    eprintln!(
+        "{what}: {} log lines, {} warnings/errors; the last ones:\n{}",
+        log.lines().count(),
+        warnings.len(),
+        warnings[warnings.len().saturating_sub(15)..].join("\n")
+    );
+}
+
 /// One row of `kubectl get pods -o wide`.
 #[derive(Debug, Clone)]
 struct PodRow {
@@ -552,9 +567,11 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             cidrs[&r.node]
         );
     }
-    let deploy = k.ok(&["get", "deployment", "web", "--no-headers"]);
-    let cols: Vec<&str> = deploy.split_whitespace().collect();
-    assert_eq!(&cols[..4], ["web", "3/3", "3", "3"], "{deploy}");
+    wait_for(30, "deployment web 3/3 up to date and available", || {
+        let deploy = k.ok(&["get", "deployment", "web", "--no-headers"]);
+        let cols: Vec<&str> = deploy.split_whitespace().collect();
+        (cols.len() >= 4 && cols[..4] == ["web", "3/3", "3", "3"]).then_some(())
+    });
 
     // --- Logs and exec, with both kubectl generations.
     let pod = rows[0].name.clone();
@@ -709,7 +726,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         .collect();
     let agent1 = joins[0].agent_pid().expect("node-1's agent");
     joins[0].kill();
-    assert!(!alive(agent1), "node-1's agent survived SIGKILL");
+    wait_for(5, "node-1's agent gone after SIGKILL", || {
+        (!alive(agent1)).then_some(())
+    });
     let t0 = Instant::now();
     wait_for(60, "node-1 NotReady/Unknown", || {
         let st = node_status(&k);
@@ -779,6 +798,20 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         "containers were recreated after the server restart"
     );
 
+    for id in before.values() {
+        assert!(
+            nodes[1]
+                .tasks()
+                .iter()
+                .any(|(t, st)| t == id && st == "RUNNING"),
+            "container {id} not running after the server restart"
+        );
+    }
+    for node in &nodes {
+        print_warnings(&node.name, &node.dir.join("logs/dustkube-agent.log"));
+    }
+    print_warnings("server", &plane.dir.join("logs/dustkube-server.log"));
+
     // --- Reset both nodes and the control plane.
     for (i, node) in nodes.iter().enumerate() {
         let join_pid = joins[i].pid().unwrap();
@@ -808,7 +841,11 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             said.contains(&format!("[reset] stopped dustkube join (pid {join_pid})")),
             "{said}"
         );
-        assert!(said.contains("[reset] removed pod sandbox default/web-"), "{said}");
+        // node-2 runs the web pods (node-1 lost its pods in the failure above).
+        let sandboxes = said.matches("[reset] removed pod sandbox default/web-").count();
+        if node.name == "node-2" {
+            assert!(sandboxes >= 6, "{said}");
+        }
         assert!(said.contains("[reset] removed nftables table inet dustkube"), "{said}");
         for p in [
             node.dir.join("conf"),
@@ -817,8 +854,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         ] {
             assert!(!p.exists(), "{} still exists", p.display());
         }
-        assert!(!alive(join_pid), "join of {} still runs", node.name);
-        assert!(!alive(agent_pid), "the agent of {} still runs", node.name);
+        wait_for(5, &format!("join and agent of {} gone", node.name), || {
+            (!alive(join_pid) && !alive(agent_pid)).then_some(())
+        });
         let sandboxes = node.ctr(&["containers", "ls", "-q"]);
         assert_eq!(text(&sandboxes.stdout).trim(), "", "containers left");
         assert!(node.tasks().is_empty(), "{:?}", node.tasks());
@@ -840,8 +878,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     for p in ["etcd-data", "pki", "conf", "run"] {
         assert!(!plane.dir.join(p).exists(), "{p} still exists");
     }
-    assert!(!alive(init_pid));
-    assert!(!alive(restarted), "the server outlived reset");
+    wait_for(5, "init and its server gone", || {
+        (!alive(init_pid) && !alive(restarted)).then_some(())
+    });
     assert!(
         std::net::TcpStream::connect((LAB_IP, plane.api)).is_err(),
         "the API still listens"
