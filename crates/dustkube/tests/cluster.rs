@@ -524,7 +524,13 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     let (endpoint, token, hash) = join_command(&plane);
     assert_eq!(endpoint, format!("{LAB_IP}:{}", plane.api));
     for (i, node) in nodes.iter().enumerate() {
-        joins.push(join(node, &endpoint, &token, &hash, &format!("join-{i}.out")));
+        joins.push(join(
+            node,
+            &endpoint,
+            &token,
+            &hash,
+            &format!("join-{i}.out"),
+        ));
         let out = fs::read_to_string(node.dir.join(format!("join-{i}.out"))).unwrap();
         assert!(out.contains("This node has joined the cluster"), "{out}");
     }
@@ -578,7 +584,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     for kc in [&k, &old] {
         let table = kc.ok(&["get", "pods", "-o", "wide"]);
         assert!(
-            table.lines().any(|l| l.starts_with(&pod) && l.contains("Running")),
+            table
+                .lines()
+                .any(|l| l.starts_with(&pod) && l.contains("Running")),
             "{table}"
         );
         let logs = kc.ok(&["logs", &pod]);
@@ -642,7 +650,9 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     assert_eq!(flavor.trim(), "stable");
 
     // --- A NodePort Service: ClusterIP from a node, node port from outside the nodes.
-    k.ok(&["expose", "deploy", "web", "--port", "80", "--type", "NodePort"]);
+    k.ok(&[
+        "expose", "deploy", "web", "--port", "80", "--type", "NodePort",
+    ]);
     let svc = get_json(&k, &["service", "web"]);
     let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
     let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
@@ -652,7 +662,10 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     );
     let svc_row = k.ok(&["get", "service", "web", "--no-headers"]);
     assert!(svc_row.contains("NodePort"), "{svc_row}");
-    assert!(svc_row.contains(&format!("80:{node_port}/TCP")), "{svc_row}");
+    assert!(
+        svc_row.contains(&format!("80:{node_port}/TCP")),
+        "{svc_row}"
+    );
     let names: BTreeSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     let answered_by_web = |out: &Output| {
         let body = text(&out.stdout);
@@ -718,6 +731,32 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     });
     eprintln!("after uncordon: {:?}", per_node(&rows));
 
+    // --- node-2's agent is killed: join restarts it, which adopts the running pods.
+    let ids = web_container_ids(&k);
+    let agent2 = joins[1].agent_pid().expect("node-2's agent");
+    signal(agent2, "KILL");
+    let agent2b = wait_for(15, "join restarts node-2's agent", || {
+        joins[1].agent_pid().filter(|p| *p != agent2)
+    });
+    eprintln!("node-2's agent {agent2} killed; join restarted it as {agent2b}");
+    let log = wait_for_text(
+        &nodes[1].dir.join("join-1.out"),
+        "restarted dustkube agent",
+        5,
+    );
+    assert!(log.contains("[supervisor] dustkube agent exited"), "{log}");
+    std::thread::sleep(Duration::from_secs(5));
+    wait_web(&k, 6, 30, |_| true);
+    assert_eq!(
+        web_container_ids(&k),
+        ids,
+        "the restarted agent recreated pods"
+    );
+    assert_eq!(
+        node_status(&k).get("node-2").map(String::as_str),
+        Some("Ready")
+    );
+
     // --- Node failure: node-1's agent dies (join is frozen so nothing restarts it).
     let lost: BTreeSet<String> = rows
         .iter()
@@ -782,7 +821,10 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     }
     let pod_ip = rows.iter().find(|r| r.running()).unwrap().ip.clone();
     let out = nodes[1].sh(&format!("curl -sS -m 3 http://{pod_ip}:80/"));
-    assert!(out.status.success(), "a pod stopped serving without the server");
+    assert!(
+        out.status.success(),
+        "a pod stopped serving without the server"
+    );
     let log = wait_for_text(&plane.dir.join("init.out"), "restarted dustkube server", 30);
     assert!(log.contains("[supervisor] dustkube server exited"), "{log}");
     let restarted = child_pid(init_pid, " server ").expect("a new server");
@@ -842,11 +884,16 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             "{said}"
         );
         // node-2 runs the web pods (node-1 lost its pods in the failure above).
-        let sandboxes = said.matches("[reset] removed pod sandbox default/web-").count();
+        let sandboxes = said
+            .matches("[reset] removed pod sandbox default/web-")
+            .count();
         if node.name == "node-2" {
             assert!(sandboxes >= 6, "{said}");
         }
-        assert!(said.contains("[reset] removed nftables table inet dustkube"), "{said}");
+        assert!(
+            said.contains("[reset] removed nftables table inet dustkube"),
+            "{said}"
+        );
         for p in [
             node.dir.join("conf"),
             node.agent_root(),
@@ -861,7 +908,10 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         assert_eq!(text(&sandboxes.stdout).trim(), "", "containers left");
         assert!(node.tasks().is_empty(), "{:?}", node.tasks());
         let nft = node.sh("nft list tables");
-        assert!(!text(&nft.stdout).contains("dustkube"), "nftables table left");
+        assert!(
+            !text(&nft.stdout).contains("dustkube"),
+            "nftables table left"
+        );
         let again = dustkube(Some(&node.ns), &args);
         assert!(text(&again.stdout).contains("nothing to remove"));
     }
