@@ -825,6 +825,14 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         out.status.success(),
         "a pod stopped serving without the server"
     );
+    // While the server is away a container dies: the agent restarts it on its own.
+    let (victim, victim_id) = before
+        .iter()
+        .next()
+        .map(|(p, c)| (p.clone(), c.clone()))
+        .unwrap();
+    let kill = nodes[1].ctr(&["tasks", "kill", "-s", "SIGKILL", &victim_id]);
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
     let log = wait_for_text(&plane.dir.join("init.out"), "restarted dustkube server", 30);
     assert!(log.contains("[supervisor] dustkube server exited"), "{log}");
     let restarted = child_pid(init_pid, " server ").expect("a new server");
@@ -832,15 +840,31 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     wait_for(60, "kubectl works again", || {
         k.run(&["get", "pods"]).status.success().then_some(())
     });
-    wait_web(&k, 6, 60, |_| true);
     wait_nodes_ready(&k, &["node-1", "node-2"], 60);
+    // The state reconciles: the killed container's restart shows, the others are untouched.
+    let pod = wait_for(60, "the killed container's restart reported", || {
+        let pod = get_json(&k, &["pod", &victim]);
+        (pod.pointer("/status/containerStatuses/0/restartCount") == Some(&1.into())).then_some(pod)
+    });
     assert_eq!(
-        web_container_ids(&k),
-        before,
-        "containers were recreated after the server restart"
+        pod.pointer("/status/containerStatuses/0/lastState/terminated/exitCode"),
+        Some(&137.into()),
+        "{pod}"
     );
-
-    for id in before.values() {
+    let rows = wait_web(&k, 6, 60, |_| true);
+    let restarts = k.ok(&["get", "pod", &victim, "--no-headers"]);
+    assert_eq!(restarts.split_whitespace().nth(3), Some("1"), "{restarts}");
+    let after = web_container_ids(&k);
+    assert_ne!(after[&victim], victim_id);
+    for (pod, id) in &before {
+        if *pod != victim {
+            assert_eq!(
+                &after[pod], id,
+                "{pod} was recreated after the server restart"
+            );
+        }
+    }
+    for id in after.values() {
         assert!(
             nodes[1]
                 .tasks()
@@ -849,6 +873,12 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             "container {id} not running after the server restart"
         );
     }
+    assert_eq!(rows.len(), after.len());
+    let etcd_pid = children_of(init_pid)
+        .into_iter()
+        .find(|(_, c)| c.starts_with("/usr/bin/etcd "))
+        .map(|(p, _)| p)
+        .expect("init's etcd");
     for node in &nodes {
         print_warnings(&node.name, &node.dir.join("logs/dustkube-agent.log"));
     }
@@ -928,9 +958,13 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     for p in ["etcd-data", "pki", "conf", "run"] {
         assert!(!plane.dir.join(p).exists(), "{p} still exists");
     }
-    wait_for(5, "init and its server gone", || {
-        (!alive(init_pid) && !alive(restarted)).then_some(())
+    wait_for(5, "init, its etcd and its server gone", || {
+        (!alive(init_pid) && !alive(restarted) && !alive(etcd_pid)).then_some(())
     });
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", plane.etcd)).is_err(),
+        "etcd still listens"
+    );
     assert!(
         std::net::TcpStream::connect((LAB_IP, plane.api)).is_err(),
         "the API still listens"
