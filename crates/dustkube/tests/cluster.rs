@@ -191,8 +191,6 @@ impl Plane {
             "ecdsa-p256",
             "--skip-preflight",
             SKIP_PREFLIGHT,
-            // A node whose agent is gone turns Unknown after 20 s (not 40 s).
-            "--server-arg=--node-monitor-grace-period=20s",
         ]);
         let proc = Proc::spawn(
             "dustkube init",
@@ -328,10 +326,6 @@ fn join(node: &Node, endpoint: &str, token: &str, hash: &str, log: &str) -> Join
     wait_for_text(&log, "running in the foreground", 60);
     wait_for(10, "the supervised agent", || joined.agent_pid());
     joined
-}
-
-fn agent_log(node: &Node) -> String {
-    fs::read_to_string(node.dir.join("logs/dustkube-agent.log")).unwrap_or_default()
 }
 
 /// Prints the warnings and errors of a log (diagnosis; the outcomes are asserted elsewhere).
@@ -676,6 +670,18 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
             answered_by_web(&node.sh(&format!("curl -sS -m 3 http://{cluster_ip}:80/")))
         });
     }
+    // From inside a pod (each pod: possibly its own endpoint, the hairpin case).
+    let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {cluster_ip} 80");
+    for r in &rows {
+        let reply = wait_for(30, &format!("ClusterIP from pod {}", r.name), || {
+            let out = k.run(&["exec", &r.name, "--", "sh", "-c", &get]);
+            let body = text(&out.stdout);
+            let last = body.lines().last().unwrap_or("").trim().to_string();
+            (out.status.success() && body.starts_with("HTTP/1.") && names.contains(&last))
+                .then_some(body)
+        });
+        assert!(reply.contains("200 OK"), "{reply}");
+    }
     for node in &nodes {
         let url = format!("http://{}:{node_port}/", node.ip);
         // From the lab network (outside every node) and from the other node.
@@ -969,6 +975,14 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         std::net::TcpStream::connect((LAB_IP, plane.api)).is_err(),
         "the API still listens"
     );
+    let nft = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&nft.stdout).contains("dustkube"),
+        "nftables table left"
+    );
     init.take();
 
     // --- A fresh control plane and join.
@@ -979,8 +993,31 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
     wait_nodes_ready(&k, &["node-1"], 60);
     let st = node_status(&k);
     assert!(!st.contains_key("node-2"), "a fresh cluster: {st:?}");
-    let log = agent_log(&nodes[0]);
-    assert!(!log.is_empty());
+    k.ok(&[
+        "run",
+        "fresh",
+        "--image=busybox:stable",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo fresh-$(hostname); exec sleep 3600",
+    ]);
+    let row = wait_for(60, "pod fresh Running on node-1", || {
+        let out = k.run(&["get", "pod", "fresh", "-o", "wide", "--no-headers"]);
+        let t = text(&out.stdout);
+        let w: Vec<&str> = t.split_whitespace().collect();
+        (w.len() >= 9 && w[1] == "1/1" && w[2] == "Running" && w[w.len() - 3] == "node-1")
+            .then(|| t.clone())
+    });
+    let ip = row.split_whitespace().rev().nth(3).unwrap().to_string();
+    let cidr = get_json(&k, &["node", "node-1"])["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(in_cidr(&ip, &cidr), "{ip} outside {cidr}");
+    assert_eq!(k.ok(&["logs", "fresh"]).trim(), "fresh-fresh");
     drop(joins);
     drop(init);
     nodes.clear();
