@@ -801,6 +801,37 @@ fn scenario(lab: &Lab, dir: &Path, images: &Path) {
         .then_some(rows)
     });
     eprintln!("node failure handled after {:?}: {rows:?}", t0.elapsed());
+    // The Service follows: its endpoints are the pods on node-2 only, and the ClusterIP
+    // answers from those (node-1's orphaned containers still serve, so a stale rule would
+    // show up as an answer from a lost pod).
+    let live: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.running())
+        .map(|r| r.name.clone())
+        .collect();
+    wait_for(30, "endpoints of web on node-2 only", || {
+        let ep = get_json(&k, &["endpoints", "web"]);
+        let addrs: Vec<Value> = ep
+            .pointer("/subsets/0/addresses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let targets: BTreeSet<String> = addrs
+            .iter()
+            .filter_map(|a| a.pointer("/targetRef/name").and_then(Value::as_str))
+            .map(String::from)
+            .collect();
+        (targets == live && addrs.iter().all(|a| a["nodeName"] == "node-2")).then_some(())
+    });
+    wait_for(30, "the ClusterIP answers from node-2's pods only", || {
+        let answers: Vec<String> = (0..8)
+            .map(|_| {
+                let out = nodes[1].sh(&format!("curl -sS -m 3 http://{cluster_ip}:80/"));
+                text(&out.stdout).trim().to_string()
+            })
+            .collect();
+        answers.iter().all(|a| live.contains(a)).then_some(())
+    });
     // node-1 comes back: join again finds kubelet.conf and runs the agent; the evicted pods
     // finish terminating there.
     joins[0] = join(&nodes[0], &endpoint, &token, &hash, "join-0-again.out");
