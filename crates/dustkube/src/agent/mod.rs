@@ -80,7 +80,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 10)]
     pub lease_interval: u64,
     /// The pod network(s), comma-separated: Service traffic from elsewhere is masqueraded
-    /// (kube-proxy's `--cluster-cidr`; none: masquerade all Service traffic).
+    /// (kube-proxy's `--cluster-cidr`; default: the nodes' podCIDRs).
     #[arg(long, value_delimiter = ',')]
     pub cluster_cidr: Vec<String>,
 }

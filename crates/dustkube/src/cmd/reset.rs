@@ -236,51 +236,20 @@ async fn stop(a: &ResetArgs, r: &mut Report) -> Result<()> {
 
 /// Stops and removes every pod sandbox (and so its containers) through CRI.
 async fn remove_sandboxes(socket: &Path, r: &mut Report) -> Result<()> {
-    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-    use k8s_cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
-
-    let path = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .context("CRI endpoint")?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
+    let cri = crate::agent::cri::Cri::connect(&socket.to_string_lossy())?;
+    let sandboxes = cri
+        .sandboxes(Default::default())
         .await
-        .with_context(|| {
-            format!(
-                "connecting to the container runtime at {}",
-                socket.display()
-            )
-        })?;
-    let mut cri = RuntimeServiceClient::new(channel);
-    let list = cri
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .map_err(|s| anyhow!("ListPodSandbox: {}", s.message()))?
-        .into_inner();
-    for sb in list.items {
+        .with_context(|| format!("the container runtime at {}", socket.display()))?;
+    for sb in sandboxes {
         let label = sb
             .metadata
             .as_ref()
             .map(|m| format!("{}/{}", m.namespace, m.name))
             .unwrap_or_default();
         let short: String = sb.id.chars().take(13).collect();
-        cri.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: sb.id.clone(),
-        })
-        .await
-        .map_err(|s| anyhow!("StopPodSandbox {short}: {}", s.message()))?;
-        cri.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: sb.id.clone(),
-        })
-        .await
-        .map_err(|s| anyhow!("RemovePodSandbox {short}: {}", s.message()))?;
+        cri.stop_sandbox(&sb.id).await?;
+        cri.remove_sandbox(&sb.id).await?;
         r.did(format!("removed pod sandbox {label} ({short})"));
     }
     Ok(())
