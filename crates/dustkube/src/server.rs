@@ -324,6 +324,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let store = Arc::new(store) as Arc<dyn Store>;
     let mut state = AppState::new(store.clone(), Arc::new(Rbac::new(store)));
     state.sa_keys = Arc::new(service_account_keys(&args)?);
+    if let Some(f) = &args.service_account_signing_key_file {
+        state.sa_signer = Some(Arc::new(SigningKey::from_file(f)?));
+    }
     seed(&state).await?;
     policy::ensure(&state).await?;
     if args.etcd_compaction_interval > 0 {

@@ -339,6 +339,42 @@ fn tokens(admin: &Kubectl, dir: &Path, pki: &Path, server: &str) {
         ),
         "{body}"
     );
+    // `kubectl create token` (TokenRequest; protobuf from 1.33, JSON from 1.27) signs a token
+    // for the same account.
+    for (i, bin) in KUBECTLS.iter().enumerate() {
+        let k = Kubectl {
+            bin,
+            cache: admin.cache.join(format!("token-{i}")),
+            kubeconfig: admin.kubeconfig.clone(),
+        };
+        let requested = k.ok(&["create", "token", "builder", "-n", "ci", "--duration=20m"]);
+        let requested = requested.trim();
+        assert_eq!(requested.split('.').count(), 3, "not a JWT: {requested}");
+        let (code, body) = curl(
+            server,
+            Some(requested),
+            "GET",
+            "/api/v1/namespaces/default/pods",
+            None,
+        );
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("system:serviceaccount:ci:builder"), "{body}");
+        let (code, body) = curl(
+            server,
+            Some(requested),
+            "GET",
+            "/api/v1/namespaces/ci/pods",
+            None,
+        );
+        assert_eq!(code, 200, "{body}");
+        let err = k.fails(&["create", "token", "builder", "-n", "ci", "--duration=5m"]);
+        assert!(
+            err.contains("may not specify a duration less than 10 minutes"),
+            "{err}"
+        );
+        let err = k.fails(&["create", "token", "nobody", "-n", "ci"]);
+        assert!(err.contains("not found"), "{err}");
+    }
     // The same claims signed by another key, or after the account is gone: 401.
     let other = SigningKey::from_pem(
         rcgen::KeyPair::generate()

@@ -22,6 +22,7 @@ pub mod scale;
 pub mod selectors;
 pub mod status;
 pub mod table;
+pub mod token_request;
 pub mod watch;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use axum::routing::{any, get};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use crate::auth::serviceaccount::VerifyKey;
+use crate::auth::serviceaccount::{SigningKey, VerifyKey};
 use crate::auth::{Authorizer, User};
 use crate::storage::Store;
 use status::ApiError;
@@ -49,6 +50,9 @@ pub struct AppState {
     pub authorizer: Arc<dyn Authorizer>,
     /// Keys that verify service-account tokens (`--service-account-key-file`).
     pub sa_keys: Arc<Vec<VerifyKey>>,
+    /// The key that signs requested service-account tokens
+    /// (`--service-account-signing-key-file`; TokenRequest).
+    pub sa_signer: Option<Arc<SigningKey>>,
 }
 
 impl AppState {
@@ -58,6 +62,7 @@ impl AppState {
             store,
             authorizer,
             sa_keys: Arc::new(Vec::new()),
+            sa_signer: None,
         }
     }
 }

@@ -141,7 +141,9 @@ async fn dispatch(
         Some("true" | "1")
     );
     let verb = match (&req.method, t.name.is_some()) {
-        (&Method::POST, true) if matches!(t.sub.as_deref(), Some("binding" | "eviction")) => {
+        (&Method::POST, true)
+            if matches!(t.sub.as_deref(), Some("binding" | "eviction" | "token")) =>
+        {
             "create"
         }
         (&Method::GET, true) => "get",
@@ -228,6 +230,9 @@ async fn dispatch(
         }
         "create" if t.sub.as_deref() == Some("eviction") => {
             eviction::handle(&state, &t, &req.params, &req.body).await
+        }
+        "create" if t.sub.as_deref() == Some("token") => {
+            super::token_request::handle(&state, &t, &req.params, &req.body).await
         }
         "get" => get_with_table(&state, &t, &req).await,
         "list" => list(&state, &t, &req).await,

@@ -855,6 +855,33 @@ fn fill(obj: &mut Map<String, Value>, buf: &[u8], schema: &[(u64, F)]) -> Result
     Ok(())
 }
 
+/// authentication/v1 TokenRequest (`kubectl create token`).
+static TOKEN_REQUEST: &[(u64, F)] = &[
+    (1, F::Msg("metadata", OBJECT_META)),
+    (
+        2,
+        F::Msg(
+            "spec",
+            &[
+                (1, F::RepStr("audiences")),
+                (
+                    3,
+                    F::Msg(
+                        "boundObjectRef",
+                        &[
+                            (1, F::Str("kind")),
+                            (2, F::Str("apiVersion")),
+                            (3, F::Str("name")),
+                            (4, F::Str("uid")),
+                        ],
+                    ),
+                ),
+                (4, F::OptInt("expirationSeconds")),
+            ],
+        ),
+    ),
+];
+
 /// Decodes a protobuf-encoded object (`k8s\0` + runtime.Unknown) into JSON; `Err` for malformed
 /// bodies or kinds this decoder does not know.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
@@ -885,6 +912,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         "SelfSubjectRulesReview" => RULES_REVIEW,
         "ServiceAccount" => SERVICE_ACCOUNT,
         "CertificateSigningRequest" => CSR,
+        "TokenRequest" => TOKEN_REQUEST,
         other => {
             return Err(format!(
                 "protobuf bodies of kind {other:?} are not supported yet"

@@ -128,7 +128,8 @@ impl ResourceType {
             ("", "pods") => &["status", "binding", "eviction"],
             ("", "namespaces") => &["status", "finalize"],
             ("", "nodes" | "services") => &["status"],
-            // ConfigMaps, Secrets, Events, ServiceAccounts, Endpoints, Leases, RBAC: no status.
+            ("", "serviceaccounts") => &["token"],
+            // ConfigMaps, Secrets, Events, Endpoints, Leases, RBAC: no status.
             _ => &[],
         }
     }
@@ -169,6 +170,11 @@ impl ResourceType {
                 e["kind"] = json!("Scale");
             }
             "binding" => e["kind"] = json!("Binding"),
+            "token" => {
+                e["group"] = json!("authentication.k8s.io");
+                e["version"] = json!("v1");
+                e["kind"] = json!("TokenRequest");
+            }
             "eviction" => {
                 e["group"] = json!("policy");
                 e["version"] = json!("v1");
@@ -222,7 +228,7 @@ impl std::fmt::Debug for ResourceType {
 /// update-only, the others get/update/patch).
 pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "binding" | "eviction" => &["create"],
+        "binding" | "eviction" | "token" => &["create"],
         "finalize" => &["update"],
         _ => &["get", "patch", "update"],
     }
