@@ -22,15 +22,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::node::{build_images, wait_for, Lab, Node, LAB_IP};
-use common::{free_port, Kubectl, Proc, KUBECTLS};
+use common::{free_port, strings, wait_for_text, Kubectl, Proc, KUBECTLS};
 use serde_json::Value;
 
 /// Preflight checks this test bed cannot pass (no systemd host setup; namespaces only).
 const SKIP_PREFLIGHT: &str = "root,swap,br_netfilter,ip_forward,cri";
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -55,22 +51,6 @@ fn dustkube(ns: Option<&str>, args: &[String]) -> Output {
         text(&out.stderr)
     );
     out
-}
-
-fn wait_for_text(log: &Path, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let t = fs::read_to_string(log).unwrap_or_default();
-        if t.contains(needle) {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "'{needle}' did not appear in {}:\n{t}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Processes whose parent is `pid`: (pid, command line).

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Kubectl, KUBECTLS};
+use common::{free_port, rows, Kubectl, KUBECTLS};
 use serde_json::{json, Value};
 
 const WORKERS: [&str; 2] = ["w1", "w2"];
@@ -101,12 +101,6 @@ fn live_pods(k: &Kubectl, ns: &str, selector: &str) -> Vec<Value> {
             p.pointer("/metadata/deletionTimestamp").is_none()
                 && !matches!(s(p, "/status/phase"), "Succeeded" | "Failed")
         })
-        .collect()
-}
-
-fn rows(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
 

@@ -8,11 +8,11 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
-use common::{free_port, kubectl, kubectl_ok, Proc};
+use common::{free_port, kubectl, kubectl_ok, stdout, wait_for_text, Proc};
 use serde_json::Value;
 
 /// Checks that need root or kernel state this test host may not have.
@@ -73,26 +73,6 @@ fn dustkube(args: &[String]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn wait_for_text(log: &Path, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "'{needle}' did not appear in {}:\n{text}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn sh(script: &str) -> String {

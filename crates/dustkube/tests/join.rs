@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, kubectl, kubectl_ok, Proc};
+use common::{free_port, kubectl, kubectl_ok, stderr, stdout, strings, wait_for_text, Proc};
 
 /// Checks that need root or kernel state this test host may not have.
 const HOST_CHECKS: &str = "root,swap,br_netfilter,ip_forward,cri";
@@ -177,10 +177,6 @@ impl Node {
     }
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn dustkube(args: &[String]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_dustkube"))
         .args(args)
@@ -194,30 +190,6 @@ fn dustkube(args: &[String]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn wait_for_text(log: &Path, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "'{needle}' did not appear in {}:\n{text}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn sh(script: &str) -> String {

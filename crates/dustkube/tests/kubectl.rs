@@ -6,18 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{free_port, user_kubeconfig, Kubectl, KUBECTLS};
-
-/// Lines with runs of spaces collapsed to one (kubectl pads table columns).
-fn rows(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-fn has_row(text: &str, prefix: &str) -> bool {
-    rows(text).iter().any(|r| r.starts_with(prefix))
-}
+use common::{free_port, has_row, rows, user_kubeconfig, Kubectl, KUBECTLS};
 
 fn manifest(ns: &str, replicas: u32, image: &str) -> String {
     format!(

@@ -13,15 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Kubectl, KUBECTLS};
+use common::{free_port, rows, Kubectl, KUBECTLS};
 use serde_json::Value;
-
-/// Lines with runs of spaces collapsed to one (kubectl pads columns).
-fn rows(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
 
 /// Waits up to 20 s for `cond`; panics with `what` otherwise.
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {

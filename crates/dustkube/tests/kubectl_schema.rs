@@ -7,14 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{free_port, Kubectl, KUBECTLS};
-
-/// Lines with runs of whitespace collapsed to one space.
-fn rows(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
+use common::{free_port, rows, Kubectl, KUBECTLS};
 
 /// Whether `out` has a line that is exactly `line` once whitespace is collapsed.
 fn has_line(out: &str, line: &str) -> bool {

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{free_port, user_kubeconfig, Kubectl, KUBECTLS};
+use common::{free_port, has_row, rows, user_kubeconfig, Kubectl, KUBECTLS};
 
 use dustkube::auth::serviceaccount::{claims, SigningKey};
 
@@ -25,16 +25,6 @@ impl Drop for LogOnPanic {
             );
         }
     }
-}
-
-fn rows(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-fn has_row(text: &str, prefix: &str) -> bool {
-    rows(text).iter().any(|r| r.starts_with(prefix))
 }
 
 /// curl against the server: (HTTP code, body).

@@ -321,3 +321,47 @@ impl Kubectl {
             .to_string()
     }
 }
+
+/// The lines of a kubectl table with runs of spaces collapsed (`NAME READY STATUS ...`).
+pub fn rows(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Whether a row of the table `text` starts with `prefix` (spaces collapsed).
+pub fn has_row(text: &str, prefix: &str) -> bool {
+    rows(text).iter().any(|r| r.starts_with(prefix))
+}
+
+/// Owned copies of command-line arguments.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits up to `secs` seconds for `needle` to appear in the file `log`; returns its text.
+pub fn wait_for_text(log: &Path, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{needle}' did not appear in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
