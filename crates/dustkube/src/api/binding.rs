@@ -15,7 +15,7 @@ use super::objects::{fetch, for_storage, present, Target};
 use super::status::ApiError;
 use super::table::now_rfc3339;
 use super::{json_status, AppState};
-use crate::resources::{name_of, pods, str_at};
+use crate::resources::{pods, str_at};
 use crate::storage::{StoreError, Stored};
 
 /// Binds pod `namespace/pod` to `node` and returns the bound pod. Errors: NotFound, or
@@ -203,23 +203,7 @@ pub async fn handle(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let pod = t.name.as_deref().unwrap_or("");
-    let binding: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
-    if !binding.is_object() {
-        return Err(ApiError::bad_request("a Binding must be a JSON object"));
-    }
-    if let Some(kind) = binding.get("kind").and_then(Value::as_str) {
-        if kind != "Binding" {
-            return Err(ApiError::bad_request(format!(
-                "not a Binding object: {kind}"
-            )));
-        }
-    }
-    if name_of(&binding) != pod {
-        return Err(ApiError::bad_request(
-            "name in URL does not match name in Binding object",
-        ));
-    }
+    let binding = super::objects::subresource_body(body, pod, "Binding", "a")?;
     let node = str_at(&binding, "/target/name");
     if node.is_empty() {
         return Err(invalid_binding(

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::binding::set_pod_condition;
 use super::deletion::{self, is_deleting, DeleteOptions, Outcome};
 use super::objects::{fetch, for_storage, present, Target};
 use super::status::ApiError;
 use super::{json_status, AppState};
-use crate::resources::{name_of, pods};
+use crate::resources::pods;
 use crate::storage::StoreError;
 
 /// Evicts pod `namespace/pod`: the `DisruptionTarget` condition (reason
@@ -69,23 +69,7 @@ pub async fn handle(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let pod = t.name.as_deref().unwrap_or("");
-    let eviction: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
-    if !eviction.is_object() {
-        return Err(ApiError::bad_request("an Eviction must be a JSON object"));
-    }
-    if let Some(kind) = eviction.get("kind").and_then(Value::as_str) {
-        if kind != "Eviction" {
-            return Err(ApiError::bad_request(format!(
-                "not an Eviction object: {kind}"
-            )));
-        }
-    }
-    if name_of(&eviction) != pod {
-        return Err(ApiError::bad_request(
-            "name in URL does not match name in Eviction object",
-        ));
-    }
+    let eviction = super::objects::subresource_body(body, pod, "Eviction", "an")?;
     let mut options = eviction
         .get("deleteOptions")
         .cloned()

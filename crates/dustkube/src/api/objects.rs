@@ -456,6 +456,36 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// The JSON body of a create-only subresource (a Binding, an Eviction): an object whose `kind`,
+/// when given, is `kind` and whose name is the one in the URL. `article` is "a" or "an".
+pub fn subresource_body(
+    body: &Bytes,
+    name: &str,
+    kind: &str,
+    article: &str,
+) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "{article} {kind} must be a JSON object"
+        )));
+    }
+    if let Some(k) = v.get("kind").and_then(Value::as_str) {
+        if k != kind {
+            return Err(ApiError::bad_request(format!(
+                "not {article} {kind} object: {k}"
+            )));
+        }
+    }
+    if name_of(&v) != name {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in {kind} object"
+        )));
+    }
+    Ok(v)
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
