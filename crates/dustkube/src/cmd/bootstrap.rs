@@ -12,8 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// Secret type of bootstrap tokens.
-pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// Secret type of bootstrap tokens (the authenticator's).
+pub use crate::auth::bootstrap::SECRET_TYPE;
 /// Group extra tokens made by `init`/`token create` carry (kubeadm's default).
 pub const DEFAULT_EXTRA_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 /// Prefix of the cluster-info keys holding signatures.

@@ -14,17 +14,15 @@ use serde_json::{json, Map, Value};
 
 use super::client::Client;
 use super::reconcile::run_loop;
-use crate::cmd::bootstrap::{detached_jws, token_info, Token, JWS_PREFIX};
+use crate::cmd::bootstrap::{detached_jws, token_info, Token, TokenInfo, JWS_PREFIX};
 use crate::resources::{configmaps, name_of, secrets};
 
 /// The component name of its Events.
 pub const COMPONENT: &str = "bootstrap-token-controller";
 
-/// A live token that may sign cluster-info.
-fn signing_token(secret: &Value) -> Option<Token> {
-    let info = token_info(secret)?;
-    if info.expires.is_some_and(|t| t <= Utc::now()) || !info.usages.iter().any(|u| u == "signing")
-    {
+/// The token of a bootstrap-token Secret, if it may sign cluster-info.
+fn signing_token(info: &TokenInfo, secret: &Value) -> Option<Token> {
+    if !info.usages.iter().any(|u| u == "signing") {
         return None;
     }
     let b64 = secret.pointer("/data/token-secret")?.as_str()?;
@@ -74,7 +72,7 @@ async fn sync(c: Client) -> anyhow::Result<()> {
             }
             continue;
         }
-        tokens.extend(signing_token(s));
+        tokens.extend(signing_token(&info, s));
     }
     let Some(mut ci) = c
         .get(&configmaps::TYPE, Some("kube-public"), "cluster-info")
